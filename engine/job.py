@@ -1,0 +1,576 @@
+"""The job spec: the one contract between panels, the CLI and a farm.
+
+A job is versioned JSON. ``parse_job`` turns a dict into typed, validated
+dataclasses and reports *every* problem at once, each naming its JSON path
+(``$.controls.motion``), the bad value and what is allowed. ``JOB_SCHEMA`` is the
+same contract as a JSON Schema (published as ``engine/schema/job.schema.json``).
+
+Standard library only: this module is imported inside Nuke's and Resolve's own
+Python, where numpy, torch and OpenImageIO are not available.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import JobError
+
+JOB_VERSION = 1
+MAX_KEYFRAMES = 64
+OUTPUT_FORMATS = ("exr", "sdr", "hdr")
+RESOLUTIONS = ("draft", "1080p", "source")
+COMPRESSIONS = ("none", "piz", "zip", "zips")
+MISSING_POLICIES = ("error", "hold", "black")
+NONFINITE_POLICIES = ("error", "sanitize")
+INTERPOLATIONS = ("smooth", "linear", "constant")
+LOCK_NAMES = ("faces", "bodies", "poses", "blocking")
+_RESOLUTION_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
+
+# What each transformation accepts in ``transform`` besides its name:
+# parameter -> (allowed values or python type, default). Pure data, so a host
+# panel can build its controls without importing the engine's heavy modules.
+TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "grade": {
+        "interpolation": (INTERPOLATIONS, "smooth"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class PlateSpec:
+    path: str
+    colorspace: str | None = None  # None: decided from the file (chromaticities, container flag, format)
+    first: int | None = None
+    last: int | None = None
+    part: str | None = None
+    view: str | None = None
+    fps: str | None = None  # override, e.g. "24" or "24000/1001"; None: from the file, else 24
+    missing: str = "error"
+    nonfinite: str = "error"
+
+
+@dataclass(frozen=True)
+class CDL:
+    """An ASC CDL. Applied in the config's ``color_timing`` space (ACEScct)."""
+
+    slope: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    power: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    saturation: float = 1.0
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    frame: int
+    image: str | None = None
+    colorspace: str | None = None
+    prompt: str | None = None
+    reference: str | None = None
+    strength: float = 1.0
+    grade: CDL | None = None
+    look: str | None = None
+
+
+@dataclass(frozen=True)
+class Controls:
+    motion: int = 5
+    structure: int = 5
+
+
+@dataclass(frozen=True)
+class Locks:
+    faces: bool = False
+    bodies: bool = False
+    poses: bool = False
+    blocking: bool = False
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    path: str
+    format: str = "exr"
+    resolution: str = "source"
+    colorspace: str | None = None  # EXR only; None: ACES2065-1 (aces_interchange)
+    compression: str = "none"
+
+
+@dataclass(frozen=True)
+class Job:
+    plate: PlateSpec
+    output: OutputSpec
+    transform: Transform
+    keyframes: tuple[Keyframe, ...] = ()
+    controls: Controls = Controls()
+    locks: Locks = Locks()
+    ocio: str | None = None
+    seed: int = 0
+    version: int = JOB_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON-ready data (the inverse of ``parse_job``)."""
+        data = asdict(self)
+        transform = data.pop("transform")
+        data["transform"] = {"name": transform["name"], **transform["params"]}
+        # A JSON round trip turns the tuples into lists, as a job file has them.
+        return _drop_none(json.loads(json.dumps(data)))
+
+    def input_paths(self) -> list[str]:
+        """Every file path the job reads besides the plate (keyframe images and references)."""
+        paths: list[str] = []
+        for key in self.keyframes:
+            paths += [p for p in (key.image, key.reference) if p]
+        return paths
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+class _Errors:
+    """Collects every problem of a spec so the user can fix them in one go."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, value: Any, allowed: str) -> None:
+        self.items.append(f"{path}: {json.dumps(value, default=str)[:80]} is not allowed; expected {allowed}")
+
+    def missing(self, path: str, allowed: str) -> None:
+        self.items.append(f"{path}: is required ({allowed})")
+
+
+def _obj(data: Any, path: str, errors: _Errors, known: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        errors.add(path, data, "an object")
+        return {}
+    for key in data:
+        if key not in known:
+            errors.items.append(f"{path}.{key}: unknown field; allowed: {', '.join(known)}")
+    return data
+
+
+def _str(data: dict, key: str, path: str, errors: _Errors, *, required: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            errors.missing(f"{path}.{key}", "a string")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        errors.add(f"{path}.{key}", value, "a non-empty string")
+        return None
+    return value
+
+
+def _int(data: dict, key: str, path: str, errors: _Errors, *, lo: int | None = None, hi: int | None = None,
+         default: int | None = None, required: bool = False) -> int | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            errors.missing(f"{path}.{key}", "an integer")
+        return default
+    allowed = "an integer" + (f" from {lo} to {hi}" if lo is not None and hi is not None else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        errors.add(f"{path}.{key}", value, allowed)
+        return default
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        errors.add(f"{path}.{key}", value, allowed)
+        return default
+    return value
+
+
+def _choice(data: dict, key: str, path: str, errors: _Errors, choices: tuple[str, ...], default: str) -> str:
+    value = data.get(key, default)
+    if value not in choices:
+        errors.add(f"{path}.{key}", value, "one of " + ", ".join(f'"{c}"' for c in choices))
+        return default
+    return value
+
+
+def _number(value: Any, path: str, errors: _Errors, *, lo: float | None = None, hi: float | None = None) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        errors.add(path, value, "a number")
+        return None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        errors.add(path, value, f"a number from {lo} to {hi}")
+        return None
+    return float(value)
+
+
+def _triple(data: dict, key: str, path: str, errors: _Errors, default: tuple[float, float, float],
+            lo: float | None = None) -> tuple[float, float, float]:
+    value = data.get(key)
+    if value is None:
+        return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = [value] * 3
+    if not isinstance(value, list) or len(value) != 3:
+        errors.add(f"{path}.{key}", value, "a number or a list of three numbers (R, G, B)")
+        return default
+    numbers = [_number(v, f"{path}.{key}[{i}]", errors, lo=lo) for i, v in enumerate(value)]
+    if any(n is None for n in numbers):
+        return default
+    return (numbers[0], numbers[1], numbers[2])  # type: ignore[return-value]
+
+
+def _resolve_path(value: str | None, base_dir: Path | None) -> str | None:
+    """Paths in a job file are relative to the job file; patterns keep their #, %04d, @ or [..]."""
+    if value is None:
+        return None
+    expanded = os.path.expanduser(os.path.expandvars(value))
+    if base_dir is not None and not os.path.isabs(expanded):
+        expanded = str(base_dir / expanded)
+    return os.path.normpath(expanded)
+
+
+def parse_fps(text: str) -> tuple[int, int] | None:
+    """``"24"``, ``"23.976"``, ``"24000/1001"`` -> (numerator, denominator); None when not a rate."""
+    text = text.strip()
+    match = re.fullmatch(r"([0-9]+)(?:/([0-9]+))?", text)
+    if match:
+        num, den = int(match.group(1)), int(match.group(2) or 1)
+        return (num, den) if num > 0 and den > 0 else None
+    if re.fullmatch(r"[0-9]+\.[0-9]+", text):
+        value = float(text)
+        for nominal in (24, 30, 48, 60, 120):  # NTSC rates are written 23.976, 29.97, ...
+            if abs(value - nominal * 1000 / 1001) < 0.01:
+                return (nominal * 1000, 1001)
+        return (round(value * 1000), 1000) if value > 0 else None
+    return None
+
+
+def _parse_plate(data: Any, errors: _Errors, base_dir: Path | None) -> PlateSpec:
+    path = "$.plate"
+    d = _obj(data, path, errors, ("path", "colorspace", "first", "last", "part", "view", "fps", "missing", "nonfinite"))
+    plate_path = _str(d, "path", path, errors, required=True) or ""
+    first = _int(d, "first", path, errors)
+    last = _int(d, "last", path, errors)
+    if first is not None and last is not None and last < first:
+        errors.add(f"{path}.last", last, f"a frame number not before plate.first ({first})")
+    fps = _str(d, "fps", path, errors)
+    if fps is not None and parse_fps(fps) is None:
+        errors.add(f"{path}.fps", fps, 'a frame rate such as "24", "25", "23.976" or "24000/1001"')
+    part = d.get("part")
+    if part is not None and not isinstance(part, (str, int)):
+        errors.add(f"{path}.part", part, "a part name or a part index")
+    return PlateSpec(
+        path=_resolve_path(plate_path, base_dir) or "",
+        colorspace=_str(d, "colorspace", path, errors),
+        first=first,
+        last=last,
+        part=None if part is None else str(part),
+        view=_str(d, "view", path, errors),
+        fps=fps,
+        missing=_choice(d, "missing", path, errors, MISSING_POLICIES, "error"),
+        nonfinite=_choice(d, "nonfinite", path, errors, NONFINITE_POLICIES, "error"),
+    )
+
+
+def _parse_grade(data: Any, path: str, errors: _Errors) -> CDL | None:
+    d = _obj(data, path, errors, ("slope", "offset", "power", "saturation"))
+    if not isinstance(data, dict):
+        return None
+    saturation = 1.0
+    if "saturation" in d:
+        saturation = _number(d["saturation"], f"{path}.saturation", errors, lo=0.0) or 0.0
+    return CDL(
+        slope=_triple(d, "slope", path, errors, (1.0, 1.0, 1.0), lo=0.0),
+        offset=_triple(d, "offset", path, errors, (0.0, 0.0, 0.0)),
+        power=_triple(d, "power", path, errors, (1.0, 1.0, 1.0), lo=1e-6),
+        saturation=saturation,
+    )
+
+
+def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple[Keyframe, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        errors.add("$.keyframes", data, f"a list of up to {MAX_KEYFRAMES} keyframes")
+        return ()
+    if len(data) > MAX_KEYFRAMES:
+        errors.add("$.keyframes", f"{len(data)} keyframes", f"at most {MAX_KEYFRAMES} keyframes")
+    keys: list[Keyframe] = []
+    seen: dict[int, int] = {}
+    for i, item in enumerate(data):
+        path = f"$.keyframes[{i}]"
+        d = _obj(item, path, errors, ("frame", "image", "colorspace", "prompt", "reference", "strength", "grade", "look"))
+        frame = _int(d, "frame", path, errors, required=True)
+        if frame is None:
+            continue
+        if frame in seen:
+            errors.add(f"{path}.frame", frame, f"a frame not already keyed (keyframes[{seen[frame]}] has it)")
+        seen[frame] = i
+        strength = 1.0
+        if "strength" in d:
+            strength = _number(d["strength"], f"{path}.strength", errors, lo=0.0, hi=1.0) or 0.0
+        grade = _parse_grade(d["grade"], f"{path}.grade", errors) if "grade" in d else None
+        look = _str(d, "look", path, errors)
+        if grade is not None and look is not None:
+            errors.items.append(f"{path}: has both grade and look; give one of them")
+        keys.append(Keyframe(
+            frame=frame,
+            image=_resolve_path(_str(d, "image", path, errors), base_dir),
+            colorspace=_str(d, "colorspace", path, errors),
+            prompt=_str(d, "prompt", path, errors),
+            reference=_resolve_path(_str(d, "reference", path, errors), base_dir),
+            strength=strength,
+            grade=grade,
+            look=look,
+        ))
+    return tuple(sorted(keys, key=lambda k: k.frame))
+
+
+def _parse_transform(data: Any, errors: _Errors) -> Transform:
+    path = "$.transform"
+    if isinstance(data, str):
+        data = {"name": data}
+    if not isinstance(data, dict):
+        errors.add(path, data, 'an object such as {"name": "grade"}')
+        return Transform("grade")
+    name = data.get("name")
+    if name not in TRANSFORM_PARAMS:
+        errors.add(f"{path}.name", name, "one of " + ", ".join(f'"{n}"' for n in TRANSFORM_PARAMS))
+        return Transform(str(name))
+    allowed = TRANSFORM_PARAMS[name]
+    params: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "name":
+            continue
+        if key not in allowed:
+            errors.items.append(f"{path}.{key}: unknown parameter of {name}; allowed: {', '.join(allowed) or 'none'}")
+            continue
+        kind, _default = allowed[key]
+        if isinstance(kind, tuple) and value not in kind:
+            errors.add(f"{path}.{key}", value, "one of " + ", ".join(f'"{c}"' for c in kind))
+            continue
+        params[key] = value
+    for key, (_kind, default) in allowed.items():
+        params.setdefault(key, default)
+    return Transform(name, params)
+
+
+def _parse_output(data: Any, errors: _Errors, base_dir: Path | None) -> OutputSpec:
+    path = "$.output"
+    d = _obj(data, path, errors, ("path", "format", "resolution", "colorspace", "compression"))
+    out_path = _str(d, "path", path, errors, required=True) or ""
+    resolution = d.get("resolution", "source")
+    if resolution not in RESOLUTIONS and not (isinstance(resolution, str) and _RESOLUTION_RE.match(resolution)):
+        errors.add(f"{path}.resolution", resolution, '"draft" (360 lines), "1080p", "source" or "WIDTHxHEIGHT" such as "1920x1080"')
+        resolution = "source"
+    fmt = _choice(d, "format", path, errors, OUTPUT_FORMATS, "exr")
+    compression = _choice(d, "compression", path, errors, COMPRESSIONS, "none")
+    colorspace = _str(d, "colorspace", path, errors)
+    if fmt != "exr" and (colorspace is not None or compression != "none"):
+        errors.items.append(f"{path}: colorspace and compression apply to the exr format only (format is {fmt!r})")
+    return OutputSpec(
+        path=_resolve_path(out_path, base_dir) or "",
+        format=fmt,
+        resolution=resolution,
+        colorspace=colorspace,
+        compression=compression,
+    )
+
+
+def parse_job(data: Any, base_dir: str | Path | None = None) -> Job:
+    """Validate ``data`` (parsed JSON) into a ``Job``; relative paths resolve against ``base_dir``.
+
+    Raises ``JobError`` listing every problem found, one per line.
+    """
+    base = Path(base_dir).resolve() if base_dir is not None else None
+    errors = _Errors()
+    d = _obj(data, "$", errors, ("version", "plate", "keyframes", "controls", "locks", "transform", "output", "ocio", "seed"))
+    version = d.get("version", JOB_VERSION)
+    if version != JOB_VERSION:
+        errors.add("$.version", version, f"{JOB_VERSION} (this Retake reads job version {JOB_VERSION})")
+    if "plate" not in d:
+        errors.missing("$.plate", 'an object with at least "path"')
+    if "output" not in d:
+        errors.missing("$.output", 'an object with at least "path"')
+    if "transform" not in d:
+        errors.missing("$.transform", "the transformation, e.g. " + '{"name": "grade"}')
+    plate = _parse_plate(d.get("plate", {}), errors, base)
+    keyframes = _parse_keyframes(d.get("keyframes"), errors, base)
+    controls_d = _obj(d.get("controls", {}), "$.controls", errors, ("motion", "structure"))
+    controls = Controls(
+        motion=_int(controls_d, "motion", "$.controls", errors, lo=1, hi=9, default=5) or 5,
+        structure=_int(controls_d, "structure", "$.controls", errors, lo=1, hi=9, default=5) or 5,
+    )
+    locks_d = _obj(d.get("locks", {}), "$.locks", errors, LOCK_NAMES)
+    for name in LOCK_NAMES:
+        if name in locks_d and not isinstance(locks_d[name], bool):
+            errors.add(f"$.locks.{name}", locks_d[name], "true or false")
+    locks = Locks(**{n: bool(locks_d.get(n, False)) is True for n in LOCK_NAMES})
+    transform = _parse_transform(d.get("transform", {"name": "grade"}), errors)
+    output = _parse_output(d.get("output", {}), errors, base)
+    ocio = _str(d, "ocio", "$", errors)
+    if ocio is not None and not ocio.startswith("ocio://"):
+        ocio = _resolve_path(ocio, base)
+    seed = _int(d, "seed", "$", errors, lo=0, hi=2**31 - 1, default=0) or 0
+    if plate.first is not None and plate.last is not None:
+        for i, key in enumerate(keyframes):
+            if not plate.first <= key.frame <= plate.last:
+                errors.add(f"$.keyframes[{i}].frame", key.frame, f"a frame of the plate ({plate.first}-{plate.last})")
+    if errors.items:
+        raise JobError(
+            f"the job has {len(errors.items)} problem(s):\n  " + "\n  ".join(errors.items),
+            hint="fix the fields named above; `retake schema` prints what each field allows",
+        )
+    return Job(plate=plate, output=output, transform=transform, keyframes=keyframes, controls=controls,
+               locks=locks, ocio=ocio, seed=seed, version=version)
+
+
+def load_job(path: str | Path) -> Job:
+    """Read and validate a job file; relative paths inside it are relative to the file."""
+    job_path = Path(path)
+    try:
+        text = job_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JobError(f"cannot read the job file ({exc.strerror})", path=str(job_path),
+                       hint="check the path and its permissions") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", path=str(job_path),
+                       hint="fix the JSON syntax (a trailing comma or a missing quote is typical)") from None
+    try:
+        return parse_job(data, base_dir=job_path.parent)
+    except JobError as exc:
+        raise JobError(exc.message, path=str(job_path), hint=exc.hint) from None
+
+
+def job_hash(job: Job) -> str:
+    """A stable hash of everything that decides the pixels (not of where a farm chunk starts)."""
+    canonical = json.dumps(job.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_CDL_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "An ASC CDL, applied in the config's color_timing space (ACEScct).",
+    "properties": {
+        "slope": {"$ref": "#/$defs/rgb", "default": [1, 1, 1]},
+        "offset": {"$ref": "#/$defs/rgb", "default": [0, 0, 0]},
+        "power": {"$ref": "#/$defs/rgb", "default": [1, 1, 1]},
+        "saturation": {"type": "number", "minimum": 0, "default": 1},
+    },
+}
+
+JOB_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://retake.dev/schema/job-1.json",
+    "title": "Retake job",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["plate", "output", "transform"],
+    "$defs": {
+        "rgb": {
+            "oneOf": [
+                {"type": "number"},
+                {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
+            ]
+        },
+        "path": {"type": "string", "minLength": 1},
+    },
+    "properties": {
+        "version": {"const": JOB_VERSION},
+        "plate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path"],
+            "properties": {
+                "path": {"$ref": "#/$defs/path", "description": "A frame pattern (plate.####.exr, plate.%04d.exr, plate.1001-1100#.exr, plate.[1001-1100].exr) or a movie."},
+                "colorspace": {"type": "string", "description": "OCIO colour space of the plate; omitted: from the file."},
+                "first": {"type": "integer"},
+                "last": {"type": "integer"},
+                "part": {"type": ["string", "integer"]},
+                "view": {"type": "string"},
+                "fps": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+|/[0-9]+)?$"},
+                "missing": {"enum": list(MISSING_POLICIES), "default": "error"},
+                "nonfinite": {"enum": list(NONFINITE_POLICIES), "default": "error"},
+            },
+        },
+        "keyframes": {
+            "type": "array",
+            "maxItems": MAX_KEYFRAMES,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["frame"],
+                "properties": {
+                    "frame": {"type": "integer", "description": "Absolute frame number."},
+                    "image": {"$ref": "#/$defs/path"},
+                    "colorspace": {"type": "string"},
+                    "prompt": {"type": "string", "minLength": 1, "description": "The target state, e.g. 'a purple sky over the mountains'."},
+                    "reference": {"$ref": "#/$defs/path"},
+                    "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
+                    "grade": _CDL_SCHEMA,
+                    "look": {"type": "string", "minLength": 1, "description": "An OCIO look of the config."},
+                },
+            },
+        },
+        "controls": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "motion": {"type": "integer", "minimum": 1, "maximum": 9, "default": 5},
+                "structure": {"type": "integer", "minimum": 1, "maximum": 9, "default": 5},
+            },
+        },
+        "locks": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: {"type": "boolean", "default": False} for name in LOCK_NAMES},
+        },
+        "transform": {
+            "oneOf": [
+                {"enum": list(TRANSFORM_PARAMS), "description": "A transformation with its default parameters."},
+            ] + [
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"const": name},
+                        **{
+                            key: ({"enum": list(kind)} if isinstance(kind, tuple) else {}) | {"default": default}
+                            for key, (kind, default) in params.items()
+                        },
+                    },
+                }
+                for name, params in TRANSFORM_PARAMS.items()
+            ]
+        },
+        "output": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["path"],
+            "properties": {
+                "path": {"$ref": "#/$defs/path", "description": "A frame pattern (out.####.exr) or a movie (.mov, .mp4)."},
+                "format": {"enum": list(OUTPUT_FORMATS), "default": "exr"},
+                "resolution": {
+                    "oneOf": [{"enum": list(RESOLUTIONS)}, {"type": "string", "pattern": _RESOLUTION_RE.pattern}],
+                    "default": "source",
+                },
+                "colorspace": {"type": "string"},
+                "compression": {"enum": list(COMPRESSIONS), "default": "none"},
+            },
+        },
+        "ocio": {"type": "string", "description": "An OCIO config path or ocio:// URI."},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "default": 0},
+    },
+}

@@ -1,0 +1,51 @@
+"""Transformations: each turns a working-space frame into its directed version.
+
+A transformation is built once per job (``build_transform``) and then applied
+frame by frame, in any order (a farm chunk starts anywhere), so ``apply`` must
+depend only on the frame number and the source pixels it is given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from engine.colour import Colour
+from engine.errors import JobError
+from engine.io.header import PlateInfo
+from engine.job import Job
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What a transformation may use besides the job: colour, the plate, the device name."""
+
+    colour: Colour
+    plate: PlateInfo
+    device: str
+
+
+class FrameTransform(Protocol):
+    def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) float32 scene-linear working space (ACEScg) -> the same shape and space."""
+        ...
+
+
+def _build_grade(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.grade import GradeTransform
+
+    return GradeTransform.from_job(job, context.colour)
+
+
+BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
+    "grade": _build_grade,
+}
+
+
+def build_transform(job: Job, context: TransformContext) -> FrameTransform:
+    builder = BUILDERS.get(job.transform.name)
+    if builder is None:
+        raise JobError(f"transformation {job.transform.name!r} is not available in this engine",
+                       path="$.transform.name", hint="one of: " + ", ".join(BUILDERS))
+    return builder(job, context)
