@@ -53,8 +53,6 @@ _USEFUL_ATTRIBUTES = {
     "Software": "software",
     "Artist": "artist",
     "openexr:lineOrder": "lineOrder",
-    "screenWindowWidth": "screenWindowWidth",
-    "screenWindowCenter": "screenWindowCenter",
     "utcOffset": "utcOffset",
     "reelName": "reelName",
     "imageCounter": "imageCounter",
