@@ -104,8 +104,36 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     with open_plate(args.path, first=args.first, last=args.last, part=args.part, view=args.view) as plate:
         description = describe_plate(plate.info)
+        if args.check:
+            description["check"] = _check_frames(plate)
     print(json.dumps(description, indent=2) if args.json else format_description(description))
+    if args.check and description["check"]["problems"]:
+        return 2
     return 0
+
+
+def _check_frames(plate: Any) -> dict[str, Any]:
+    """Decode every present frame: what a TD runs before sending a plate to the farm."""
+    import numpy as np
+
+    problems: list[str] = []
+    missing = set(plate.info.missing)
+    checked = 0
+    for frame in range(plate.info.first, plate.info.last + 1):
+        if frame in missing:
+            continue
+        try:
+            pixels = plate.read(frame)
+        except InputError as error:
+            problems.append(str(error))
+            continue
+        checked += 1
+        nan = int(np.isnan(pixels).sum())
+        inf = int(np.isinf(pixels).sum())
+        if nan or inf:
+            problems.append(f"{plate.frame_path(frame) or plate.info.path} (frame {frame}): {nan} NaN and {inf} Inf "
+                            "pixel values")
+    return {"frames_decoded": checked, "problems": problems}
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -149,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--part")
     info.add_argument("--view")
     info.add_argument("--json", action="store_true")
+    info.add_argument("--check", action="store_true",
+                      help="decode every frame and report unreadable frames and NaN/Inf pixels (exit 2 if any)")
     info.set_defaults(func=_cmd_info)
 
     schema = sub.add_parser("schema", help="print the job spec's JSON Schema")

@@ -12,27 +12,16 @@ from pathlib import Path
 
 from tests.data_paths import REPO_ROOT, require_data
 
-# Reads header and image; prints a one-line description (exit 0) or the
-# InputError (exit 2). Anything else (a traceback, a signal) is a failure.
-SNIPPET = r"""
-import sys
-from engine.errors import InputError
-from engine.io.exr import read_header, read_image
-path = sys.argv[1]
-try:
-    header = read_header(path)
-    image = read_image(path)
-except InputError as error:
-    print(error)
-    sys.exit(2)
-print("ok", header.display_window, header.selected, image.shape)
-"""
+# `retake info --check` reads the header and decodes the pixels: it prints a
+# description (exit 0) or the error (exit 2). Anything else (a traceback, a
+# signal, exit 1) is a failure.
+COMMAND = [sys.executable, "-m", "engine.cli", "info", "--check"]
 
 
 def _run(path: Path) -> tuple[Path, subprocess.CompletedProcess[str] | None]:
     try:
         done = subprocess.run(
-            [sys.executable, "-c", SNIPPET, str(path)],
+            [*COMMAND, str(path)],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -61,8 +50,9 @@ def test_every_damaged_file_gives_a_clear_answer() -> None:
             problems.append(f"{path.name}: traceback\n{done.stderr[-500:]}")
         elif done.returncode == 2:
             errors += 1
-            if path.name not in done.stdout or "—" not in done.stdout:
-                problems.append(f"{path.name}: message does not name the file or give a hint: {done.stdout!r}")
+            message = done.stdout + done.stderr
+            if path.name not in message or "—" not in message:
+                problems.append(f"{path.name}: message does not name the file or give a hint: {message!r}")
     assert not problems, "\n".join(problems)
     # Nearly all of the corpus is unreadable: make sure the test really read them.
     assert errors > 100

@@ -87,7 +87,7 @@ def format_description(d: dict[str, Any]) -> str:
         resolution += f" (pixel aspect {d['pixel_aspect']:g})"
     if data != display:
         resolution += f", data window {data[0]},{data[1]}-{data[2]},{data[3]}"
-    frames = f"{d['first']}-{d['last']} ({d['count']} frames)"
+    frames = f"{d['first']}-{d['last']} ({d['count']} frame{'s' if d['count'] != 1 else ''})"
     if d["missing"]:
         frames += f", missing {d['missing']}"
     if d["chromaticities"]:
@@ -115,5 +115,9 @@ def format_description(d: dict[str, Any]) -> str:
         ("primaries", primaries),
         ("colour space", colour),
     ]
+    if "check" in d:
+        check = d["check"]
+        rows.append(("check", f"{check['frames_decoded']} frame(s) decoded, {len(check['problems'])} problem(s)"))
+        rows += [("", problem) for problem in check["problems"]]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)

@@ -138,7 +138,7 @@ class StillPlate(Plate):
         self._file = path
         self._part = part
         self._view = view
-        self._is_exr = path.lower().endswith(EXR_EXTENSIONS)
+        self._is_exr = plate_kind(path) == "exr"
         frame = MOVIE_FIRST_FRAME if first is None else first
         header = exr.read_header(path, part=part, view=view) if self._is_exr else images.read_header(path)
         self.info = PlateInfo(path=path, kind="still", first=frame, last=frame, missing=(), header=header,
@@ -206,8 +206,19 @@ def _with_frame(error: InputError, frame: int) -> InputError:
     return InputError(error.message, path=error.path, frame=frame, hint=error.hint)
 
 
+_SIGNATURES = (
+    (b"\x76\x2f\x31\x01", "exr"),
+    (b"\x89PNG", "image"),
+    (b"SDPX", "image"),
+    (b"XPDS", "image"),
+    (b"II*\x00", "image"),
+    (b"MM\x00*", "image"),
+)
+
+
 def plate_kind(path: str) -> str:
-    """"exr", "image" or "movie" by the path's extension; InputError for anything else."""
+    """"exr", "image" or "movie" by the path's extension (or, for a file without a known
+    extension, by its first bytes); InputError for anything else."""
     lower = path.lower()
     if lower.endswith(EXR_EXTENSIONS):
         return "exr"
@@ -215,6 +226,16 @@ def plate_kind(path: str) -> str:
         return "image"
     if lower.endswith(MOVIE_EXTENSIONS):
         return "movie"
+    if os.path.isfile(path):
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+        except OSError as error:
+            raise InputError(f"cannot read the file ({error.strerror})", path=path,
+                             hint="check the path and its permissions") from None
+        for signature, kind in _SIGNATURES:
+            if head == signature:
+                return kind
     known = ", ".join(EXR_EXTENSIONS + IMAGE_EXTENSIONS + MOVIE_EXTENSIONS)
     raise InputError("unknown plate type", path=path, hint=f"give a sequence or movie ending in one of {known}")
 
