@@ -120,7 +120,9 @@ def test_describe_missing_ranges_and_fps(exr_plate: Path) -> None:
 
 def test_chromaticities_in_description() -> None:
     path = str(require_data("exr", "chromaticities") / "XYZ.exr")
-    with pytest.raises(InputError, match="no frame number"):
-        open_plate(path)  # a still without a frame number is not a plate
+    with open_plate(path) as plate:  # a still without a frame number is a one-frame plate
+        assert (plate.info.kind, plate.info.first, plate.info.last) == ("still", 1001, 1001)
+        assert plate.read(1001).shape == (406, 610, 3)
+        assert "red 1,0  green 0,1  blue 0,0" in format_description(describe_plate(plate.info))
     header = exr.read_header(path)
     assert header.chromaticities is not None and header.chromaticities.red == (1.0, 0.0)

@@ -1,0 +1,122 @@
+"""EXR I/O benchmark: throughput and streaming memory (prints a table; not a test).
+
+    .venv/bin/python bench/io.py [--quick]
+
+1. EXR write (engine.io.aces_exr.write_exr, half, ACES container and PIZ)
+   and read back (OpenImageIO, float) in frames per second at 1080p and 4K.
+2. Peak resident memory of a child process streaming N frames through
+   read (OpenImageIO) -> Colour.to_working -> the EXR sequence writer,
+   for a short and a 10x longer run: it must be flat (memory grows with the
+   frame size, never with the clip length).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import OpenImageIO as oiio  # noqa: E402
+
+from engine.io.aces_exr import write_exr  # noqa: E402
+from engine.io.header import AP0  # noqa: E402
+
+
+def _read(path: str) -> np.ndarray:
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise OSError(oiio.geterror())
+    try:
+        return inp.read_image(oiio.FLOAT)
+    finally:
+        inp.close()
+
+
+def throughput(width: int, height: int, frames: int, compression: str, folder: str) -> tuple[float, float, float]:
+    """(write fps, read fps, MB per frame) for ``frames`` frames of (height, width, 3) half EXR."""
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((height, width, 3), dtype=np.float32) * 2.0).astype(np.float32)
+    paths = [os.path.join(folder, f"t_{width}_{compression}.{i:04d}.exr") for i in range(frames)]
+    start = time.perf_counter()
+    for path in paths:
+        write_exr(path, pixels, chromaticities=AP0, aces_container=compression == "none", compression=compression)
+    write_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for path in paths:
+        _read(path)
+    read_s = time.perf_counter() - start
+    size = sum(os.path.getsize(p) for p in paths) / frames / 1e6
+    for path in paths:
+        os.remove(path)
+    return frames / write_s, frames / read_s, size
+
+
+def child_stream(frames: int, folder: str) -> None:
+    """Child process: stream ``frames`` frames read -> colour -> write; print peak RSS (KiB)."""
+    from engine.colour import Colour
+    from engine.io.writers import OutputSpec, open_writer
+
+    colour = Colour()
+    source = os.path.join(folder, "source.exr")
+    writer = open_writer(OutputSpec(os.path.join(folder, "out.####.exr"), "exr"), colour,
+                         fps=Fraction(24), width=320, height=180, has_alpha=False)
+    for frame in range(1, frames + 1):
+        working = colour.to_working(_read(source), "ACES2065-1")
+        writer.write(frame, working, {"frame": str(frame), "job_hash": f"h{frame}"})
+    writer.close()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def peak_memory(frames: int) -> float:
+    """Peak RSS in MiB of a fresh child streaming ``frames`` frames at 320x180."""
+    with tempfile.TemporaryDirectory() as folder:
+        rng = np.random.default_rng(1)
+        write_exr(os.path.join(folder, "source.exr"), rng.random((180, 320, 3), dtype=np.float32),
+                  chromaticities=AP0, aces_container=True)
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), folder],
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames: a fast smoke run")
+    parser.add_argument("--child", nargs=2, metavar=("FRAMES", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_stream(int(args.child[0]), args.child[1])
+        return
+
+    frames = {"1080p": 3 if args.quick else 12, "4K": 2 if args.quick else 6}
+    sizes = {"1080p": (1920, 1080), "4K": (3840, 2160)}
+    print(f"EXR I/O, half RGB, {os.cpu_count()} CPU(s){' (quick)' if args.quick else ''}")
+    print(f"{'size':<6} {'compression':<12} {'frames':>6} {'write fps':>10} {'read fps':>9} {'MB/frame':>9}")
+    with tempfile.TemporaryDirectory() as folder:
+        for label, (w, h) in sizes.items():
+            for compression in ("none", "piz"):
+                wfps, rfps, mb = throughput(w, h, frames[label], compression, folder)
+                print(f"{label:<6} {compression:<12} {frames[label]:>6} {wfps:>10.1f} {rfps:>9.1f} {mb:>9.1f}")
+
+    short, long = (24, 240) if args.quick else (48, 480)
+    print()
+    print("streaming read -> to_working -> EXR writer, 320x180, peak RSS of a fresh process")
+    print(f"{'frames':>6} {'peak MiB':>9}")
+    peaks = {}
+    for count in (short, long):
+        peaks[count] = peak_memory(count)
+        print(f"{count:>6} {peaks[count]:>9.1f}")
+    growth = peaks[long] - peaks[short]
+    verdict = "flat" if growth < 0.1 * peaks[short] + 8.0 else "GROWS"
+    print(f"growth {growth:+.1f} MiB for {long - short} more frames: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
