@@ -260,6 +260,9 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         spec = WriterSpec(path=job.output.path, format=job.output.format, colorspace=job.output.colorspace,
                           compression=job.output.compression)
         frames = list(range(first, last + 1))
+        if options.frames is not None and (first, last) != (info.first, info.last) and spec.container in ("mov", "mp4"):
+            raise InputError("a movie output cannot be rendered in chunks", path=job.output.path,
+                             hint="render the whole plate, or write an EXR sequence for farm chunks")
         writer = open_writer(spec, colour, fps=fps, width=out_w, height=out_h, has_alpha=has_alpha)
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
