@@ -27,6 +27,7 @@ from engine.colour import Colour
 from engine.device import choose_device, describe_device
 from engine.errors import CancelledError, InputError, JobError
 from engine.io.atomic import atomic_output
+from engine.io.describe import compress_frames
 from engine.io.header import Chromaticities
 from engine.io.plates import Plate, open_plate
 from engine.io.writers import OutputSpec as WriterSpec
@@ -61,20 +62,6 @@ class RunResult:
     seconds: float
     device: str
     warnings: list[str]
-
-
-def compress_ranges(frames: list[int]) -> str:
-    """[1001, 1002, 1003, 1007] -> "1001-1003,1007"."""
-    parts: list[str] = []
-    frames = sorted(frames)
-    i = 0
-    while i < len(frames):
-        j = i
-        while j + 1 < len(frames) and frames[j + 1] == frames[j] + 1:
-            j += 1
-        parts.append(str(frames[i]) if i == j else f"{frames[i]}-{frames[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def _source_stamp(path: str | None) -> str:
@@ -223,7 +210,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
     with plate:
         info = plate.info
         if info.missing and job.plate.missing == "error":
-            shown = compress_ranges(list(info.missing))
+            shown = compress_frames(list(info.missing))
             example = plate.frame_path(info.missing[0])
             raise InputError(f"{len(info.missing)} frame(s) missing from the plate: {shown}", path=example or info.path,
                              frame=info.missing[0],
@@ -246,6 +233,9 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
             source_space = colour.resolve_colorspace(job.plate.colorspace)
         else:
             source_space = colour.colorspace_for_header(info.header)
+            shown = source_space if isinstance(source_space, str) else f"linear with the file's primaries {source_space}"
+            warnings.append(f"plate.colorspace is not set: reading the plate as {shown}, from what the file says "
+                            "(set plate.colorspace to be sure)")
         if job.plate.fps is not None:
             num, den = parse_fps(job.plate.fps) or (24, 1)
             fps = Fraction(num, den)
@@ -321,8 +311,8 @@ def _write_manifest(path: str, job: Job, digest: str, first: int, last: int, ren
         "retake_version": __version__,
         "job_hash": digest,
         "frames": [first, last],
-        "rendered": compress_ranges(rendered),
-        "skipped": compress_ranges(skipped),
+        "rendered": compress_frames(rendered),
+        "skipped": compress_frames(skipped),
         "writes": writes,
         "device": device,
         "job": job.to_dict(),

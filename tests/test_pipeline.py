@@ -14,7 +14,7 @@ from engine.colour import Colour
 from engine.errors import InputError, JobError
 from engine.io.plates import open_plate
 from engine.job import parse_job
-from engine.pipeline import RunOptions, compress_ranges, run_job
+from engine.pipeline import RunOptions, run_job
 from tests.plate_factory import checksums, plate_pixels, write_plate
 
 CDL_KEY = {"slope": [1.2, 1.0, 0.8], "offset": [0.01, 0.0, -0.01], "power": [1.0, 1.1, 1.0], "saturation": 0.9}
@@ -179,8 +179,3 @@ def test_job_errors_name_the_field(tmp_path, plate):
         run(make_job(tmp_path, plate, keyframes=[{"frame": 2000, "grade": {}}]))
     with pytest.raises(InputError, match="nearest|known|Did you mean|ACES"):
         run(make_job(tmp_path, plate, plate={"path": plate, "colorspace": "ACEScgg"}))
-
-
-def test_compress_ranges():
-    assert compress_ranges([]) == ""
-    assert compress_ranges([5, 1, 2, 3, 9, 10]) == "1-3,5,9-10"
