@@ -4,9 +4,9 @@
 
 1. EXR write (engine.io.aces_exr.write_exr, half, ACES container and PIZ)
    and read back (OpenImageIO, float) in frames per second at 1080p and 4K.
-2. Peak resident memory of a child process streaming N frames through
-   read (OpenImageIO) -> Colour.to_working -> the EXR sequence writer,
-   for a short and a 10x longer run: it must be flat (memory grows with the
+2. Peak resident memory of a child process running the real pipeline
+   (``run_job`` with a keyframed grade) over N frames, for a short and a
+   10x longer run: it must be flat (memory grows with the
    frame size, never with the clip length).
 """
 from __future__ import annotations
@@ -60,27 +60,28 @@ def throughput(width: int, height: int, frames: int, compression: str, folder: s
 
 
 def child_stream(frames: int, folder: str) -> None:
-    """Child process: stream ``frames`` frames read -> colour -> write; print peak RSS (KiB)."""
-    from engine.colour import Colour
-    from engine.io.writers import OutputSpec, open_writer
+    """Child process: run the real pipeline (a keyframed grade) over ``frames`` frames; print peak RSS (KiB)."""
+    from engine.job import parse_job
+    from engine.pipeline import run_job
 
-    colour = Colour()
-    source = os.path.join(folder, "source.exr")
-    writer = open_writer(OutputSpec(os.path.join(folder, "out.####.exr"), "exr"), colour,
-                         fps=Fraction(24), width=320, height=180, has_alpha=False)
-    for frame in range(1, frames + 1):
-        working = colour.to_working(_read(source), "ACES2065-1")
-        writer.write(frame, working, {"frame": str(frame), "job_hash": f"h{frame}"})
-    writer.close()
+    job = parse_job({
+        "plate": {"path": os.path.join(folder, "plate.####.exr")},
+        "keyframes": [{"frame": 1, "grade": {}}, {"frame": frames, "grade": {"slope": [1.2, 1.0, 0.8]}}],
+        "transform": {"name": "grade"},
+        "output": {"path": os.path.join(folder, "out", "out.####.exr")},
+    })
+    run_job(job)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def peak_memory(frames: int) -> float:
-    """Peak RSS in MiB of a fresh child streaming ``frames`` frames at 320x180."""
+    """Peak RSS in MiB of a fresh child running the pipeline over ``frames`` frames at 320x180."""
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.default_rng(1)
-        write_exr(os.path.join(folder, "source.exr"), rng.random((180, 320, 3), dtype=np.float32),
-                  chromaticities=AP0, aces_container=True)
+        source = os.path.join(folder, "source.exr")
+        write_exr(source, rng.random((180, 320, 3), dtype=np.float32), chromaticities=AP0, aces_container=True)
+        for frame in range(1, frames + 1):  # every frame a link to one file: the plate costs no disk
+            os.symlink(source, os.path.join(folder, f"plate.{frame:04d}.exr"))
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), folder],
                              capture_output=True, text=True, check=True)
         return int(out.stdout.strip().splitlines()[-1]) / 1024.0
@@ -107,7 +108,7 @@ def main() -> None:
 
     short, long = (24, 240) if args.quick else (48, 480)
     print()
-    print("streaming read -> to_working -> EXR writer, 320x180, peak RSS of a fresh process")
+    print("the pipeline (read -> colour -> grade -> ACES EXR write), 320x180, peak RSS of a fresh process")
     print(f"{'frames':>6} {'peak MiB':>9}")
     peaks = {}
     for count in (short, long):
