@@ -1,0 +1,419 @@
+"""Optical flow without pretrained weights: torch (any device) and OpenCV DIS (CPU reference).
+
+Conventions used throughout this module:
+
+* images are (B, C, H, W) float32 tensors; colour plates are scene-linear ACEScg,
+  unclamped (HDR values of 1000s are legal);
+* flow is (B, 2, H, W) float32 in pixels, channel 0 = x (columns), channel 1 = y (rows);
+  ``flow_ab`` maps a pixel p of frame A to p + flow_ab(p) in frame B, so that
+  ``warp(b, flow_ab)`` looks like ``a`` wherever the pixel is visible in both frames;
+* masks are (B, 1, H, W) bool.
+
+The torch estimator is a classic coarse-to-fine variational method ("Classic+NL"-like,
+Brox et al. 2004 / Sun et al. 2010, without any learned part): per pyramid level a few
+warps; per warp the brightness- and gradient-constancy equations are linearised about
+the current flow and solved by Jacobi iterations of a pointwise 2x2 system with a
+Charbonnier (robust) data term re-weighted every iteration; a median filter of the flow
+after each warp removes outliers. Everything is elementwise, 3x3/5x5 stencils and
+``grid_sample``, so it runs the same on cpu, cuda and mps and is deterministic
+(no atomics, no random numbers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "FlowPair",
+    "perceptual",
+    "estimate_flow",
+    "warp",
+    "forward_backward",
+    "motion_boundaries",
+    "opencv_dis_flow",
+    "flow_pair",
+    "endpoint_error",
+    "TORCH_FLOW_DEFAULTS",
+]
+
+# AP1 (ACEScg) luminance weights: the Y row of the AP1 -> XYZ matrix.
+_AP1_LUMA = (0.2722287168, 0.6740817658, 0.0536895174)
+
+# Parameters of the torch estimator; also part of the cache key (engine.flow_cache).
+TORCH_FLOW_DEFAULTS: dict[str, float | int | None] = {
+    "levels": None,        # None: as many as keep the coarsest side >= 16 px
+    "warps": 3,            # re-linearisations per pyramid level
+    "iterations": 30,      # Jacobi iterations per warp
+    "smoothness": 0.004,   # weight of the smoothness term (intensities normalised to ~[0, 1])
+    "gradient_weight": 1.0,  # weight of gradient constancy relative to brightness constancy
+    "median": 5,           # median filter size applied to the flow after each warp (0: none)
+    "charbonnier": 0.01,  # robust data-term scale (normalised intensity units)
+}
+
+
+# --------------------------------------------------------------------------- encoding
+
+def perceptual(image: torch.Tensor) -> torch.Tensor:
+    """Perceptual luminance used as the input of flow estimation.
+
+    image: (B, 3, H, W) float32, scene-linear ACEScg, unclamped (HDR allowed, negatives too).
+    Returns (B, 1, H, W) float32: the ACEScct curve applied per channel, then the AP1
+    luminance weights. ACEScct is log2 above 2^-7 and linear below, so a highlight at 1000
+    is ~1.12 while mid grey (0.18) is ~0.41: highlights cannot dominate the data term,
+    and shadows keep a usable slope instead of log's blow-up. This is an estimation input
+    only, never an output colour conversion.
+    """
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"perceptual expects (B, 3, H, W), got {tuple(image.shape)}")
+    x = image.float()
+    # NaN/inf would poison the whole solve through the smoothness term: neutralise them.
+    x = torch.nan_to_num(x, nan=0.0, posinf=65504.0, neginf=0.0).clamp(-1.0, 65504.0)
+    cut = 0.0078125
+    lin_seg = 10.5402377416545 * x + 0.0729055341958355
+    log_seg = (torch.log2(x.clamp_min(cut)) + 9.72) / 17.52
+    cct = torch.where(x <= cut, lin_seg, log_seg)
+    w = torch.tensor(_AP1_LUMA, dtype=cct.dtype, device=cct.device).view(1, 3, 1, 1)
+    return (cct * w).sum(dim=1, keepdim=True)
+
+
+def _joint_range(pa: torch.Tensor, pb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Robust joint intensity range of two (B, 1, H, W) encodings: per batch item (B, 1, 1, 1) lo, hi.
+
+    Percentiles (0.5 / 99.5) rather than min/max so that one HDR specular spot does not
+    squash the rest of the picture into a few levels. Computed on a strided subsample to
+    keep torch.quantile's input small; deterministic.
+    """
+    B = pa.shape[0]
+    both = torch.cat([pa.reshape(B, -1), pb.reshape(B, -1)], dim=1)
+    step = max(1, both.shape[1] // 200_000)
+    sample = both[:, ::step]
+    q = torch.quantile(sample, torch.tensor([0.005, 0.995], device=sample.device, dtype=sample.dtype), dim=1)
+    lo, hi = q[0], q[1]
+    hi = torch.maximum(hi, lo + 1e-3)  # flat frames: avoid a division by zero
+    return lo.view(B, 1, 1, 1), hi.view(B, 1, 1, 1)
+
+
+def _normalised_pair(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) linear frames -> two (B, 1, H, W) float32 encodings, jointly scaled to ~[0, 1].
+
+    The same affine map for both frames keeps brightness constancy intact; scaling to a
+    known range makes the smoothness weight independent of the plate's exposure.
+    """
+    pa, pb = perceptual(a), perceptual(b)
+    lo, hi = _joint_range(pa, pb)
+    return (pa - lo) / (hi - lo), (pb - lo) / (hi - lo)
+
+
+# --------------------------------------------------------------------------- warping
+
+def _base_grid(B: int, H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 2, H, W) pixel coordinates (x, y) of every pixel centre."""
+    ys = torch.arange(H, device=device, dtype=dtype)
+    xs = torch.arange(W, device=device, dtype=dtype)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=0).unsqueeze(0).expand(B, 2, H, W)
+
+
+def _sample(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
+    H, W = image.shape[-2:]
+    coords = _base_grid(image.shape[0], H, W, flow.device, flow.dtype) + flow
+    # align_corners=True: pixel centre i sits exactly at normalised -1 + 2 i / (size - 1).
+    gx = 2.0 * coords[:, 0] / max(W - 1, 1) - 1.0
+    gy = 2.0 * coords[:, 1] / max(H - 1, 1) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(image, grid.to(image.dtype), mode="bilinear",
+                         padding_mode=padding_mode, align_corners=True)
+
+
+def warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward warp: out(p) = image(p + flow(p)), bilinear, border padding.
+
+    image: (B, C, H, W) float; flow: (B, 2, H, W) float32 pixels (x, y).
+    Returns (B, C, H, W) in image's dtype. With flow = flow_ab and image = frame B,
+    the result reproduces frame A where A's pixel is visible in B.
+    """
+    if flow.shape[0] != image.shape[0] or flow.shape[-2:] != image.shape[-2:] or flow.shape[1] != 2:
+        raise ValueError(f"warp: image {tuple(image.shape)} and flow {tuple(flow.shape)} do not match")
+    return _sample(image, flow, "border")
+
+
+def _inside(flow: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """(B, 1, H, W) bool: p + flow(p) lies inside the frame (within ``margin`` pixels)."""
+    B, _, H, W = flow.shape
+    coords = _base_grid(B, H, W, flow.device, flow.dtype) + flow
+    x, y = coords[:, 0:1], coords[:, 1:2]
+    return (x >= -margin) & (x <= W - 1 + margin) & (y >= -margin) & (y <= H - 1 + margin)
+
+
+# --------------------------------------------------------------------------- stencils
+
+def _conv_same(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Depthwise 2-D convolution of (N, C, H, W) with a (kh, kw) kernel, replicate padding."""
+    kh, kw = kernel.shape
+    C = x.shape[1]
+    k = kernel.to(x.dtype).to(x.device).expand(C, 1, kh, kw)
+    xp = F.pad(x, (kw // 2, kw // 2, kh // 2, kh // 2), mode="replicate")
+    return F.conv2d(xp, k, groups=C)
+
+
+# 5-point central derivative (Sun et al.): more accurate than [-1, 0, 1]/2 for sub-pixel work.
+_D5 = torch.tensor([[1.0, -8.0, 0.0, 8.0, -1.0]]) / 12.0
+# Smoothing neighbourhood (Horn & Schunck): 8 neighbours, edge ones weighted double, sum 1.
+_NEIGH = torch.tensor([[1.0, 2.0, 1.0], [2.0, 0.0, 2.0], [1.0, 2.0, 1.0]]) / 12.0
+
+
+def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) -> d/dx, d/dy, each (N, C, H, W), 5-point central differences."""
+    return _conv_same(x, _D5), _conv_same(x, _D5.t())
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    return g / g.sum()
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, C, H, W), replicate padding."""
+    g = _gaussian_kernel(sigma)
+    return _conv_same(_conv_same(x, g.view(1, -1)), g.view(-1, 1))
+
+
+def _median(x: torch.Tensor, size: int) -> torch.Tensor:
+    """size x size median filter of (N, C, H, W), replicate padding.
+
+    Sun et al. (2010): a median of the flow after each warp is what makes a quadratic-ish
+    variational flow robust to outliers at motion boundaries.
+    """
+    if size <= 1:
+        return x
+    N, C, H, W = x.shape
+    r = size // 2
+    xp = F.pad(x, (r, r, r, r), mode="replicate")
+    patches = F.unfold(xp, kernel_size=size)  # (N, C*size*size, H*W)
+    patches = patches.view(N, C, size * size, H * W)
+    return patches.median(dim=2).values.view(N, C, H, W)
+
+
+# --------------------------------------------------------------------------- estimator
+
+def _default_levels(H: int, W: int, coarsest: int = 16) -> int:
+    return max(1, int(math.floor(math.log2(max(min(H, W), 1) / coarsest))) + 1)
+
+
+def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps: int, iterations: int,
+                 smoothness: float, gradient_weight: float, median: int, charbonnier: float) -> torch.Tensor:
+    """Refine flow (B, 2, h, w) from a to b (both (B, 1, h, w), normalised) at one pyramid level."""
+    eps = charbonnier  # residuals well below it are quadratic, above it ~L1
+    # Channels of the constancy assumptions: intensity, and its gradient (robust to the
+    # smooth illumination changes that brightness constancy alone would read as motion).
+    def channels(img: torch.Tensor) -> torch.Tensor:
+        gx, gy = _gradients(img)
+        return torch.cat([img, gradient_weight * gx, gradient_weight * gy], dim=1)
+
+    ca = channels(a)
+    cb = channels(b)
+    ga_x, ga_y = _gradients(ca)
+    lam = smoothness
+    for _ in range(warps):
+        u0 = flow
+        cbw = _sample(cb, u0)
+        gb_x, gb_y = _gradients(cbw)
+        # Average the two frames' derivatives: a symmetric, better-conditioned linearisation.
+        Ix = 0.5 * (ga_x + gb_x)
+        Iy = 0.5 * (ga_y + gb_y)
+        It = cbw - ca
+        # Where p + flow leaves the frame, the warped value is padding: no data there.
+        valid = _inside(u0).to(a.dtype)
+        # Residual at flow w: It + Ix (w_x - u0_x) + Iy (w_y - u0_y) = c0 + Ix w_x + Iy w_y
+        c0 = It - Ix * u0[:, 0:1] - Iy * u0[:, 1:2]
+        Ixx, Ixy, Iyy = Ix * Ix, Ix * Iy, Iy * Iy
+        Ixc, Iyc = Ix * c0, Iy * c0
+        w = flow
+        for _ in range(iterations):
+            r = c0 + Ix * w[:, 0:1] + Iy * w[:, 1:2]
+            # Normalised Charbonnier weight in (0, 1]: quadratic for small residuals,
+            # L1-like for outliers (occlusions, specular changes).
+            phi = valid * (eps / torch.sqrt(r * r + eps * eps))
+            J11 = (phi * Ixx).sum(1, keepdim=True)
+            J12 = (phi * Ixy).sum(1, keepdim=True)
+            J22 = (phi * Iyy).sum(1, keepdim=True)
+            b1 = (phi * Ixc).sum(1, keepdim=True)
+            b2 = (phi * Iyc).sum(1, keepdim=True)
+            wbar = _conv_same(w, _NEIGH)
+            # Pointwise 2x2 solve of (J + lam I) w = lam wbar - b (Jacobi step).
+            r1 = lam * wbar[:, 0:1] - b1
+            r2 = lam * wbar[:, 1:2] - b2
+            A11 = J11 + lam
+            A22 = J22 + lam
+            det = A11 * A22 - J12 * J12
+            wx = (A22 * r1 - J12 * r2) / det
+            wy = (A11 * r2 - J12 * r1) / det
+            w = torch.cat([wx, wy], dim=1)
+        flow = _median(w, median)
+    return flow
+
+
+def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None,
+                  warps: int = 3, iterations: int = 30, smoothness: float = 0.004,
+                  gradient_weight: float = 1.0, median: int = 5, charbonnier: float = 0.01,
+                  encoded: bool = False) -> torch.Tensor:
+    """Dense optical flow from frame a to frame b, coarse to fine, weights-free.
+
+    a, b: (B, 3, H, W) float32 scene-linear ACEScg (HDR allowed), or, with ``encoded=True``,
+    (B, 1, H, W) intensities already in a perceptual encoding (used as they are).
+    levels: pyramid levels (None: coarsest side ~16-32 px); warps: re-linearisations per
+    level; iterations: Jacobi iterations per warp; smoothness: weight of the smoothness
+    term (higher = smoother flow); gradient_weight: gradient vs brightness constancy;
+    median: median filter size on the flow after each warp.
+    Returns flow (B, 2, H, W) float32, pixels, x then y, mapping frame A pixel p to
+    p + flow(p) in frame B (so ``warp(b, flow) ~= a``). Same device as a.
+    """
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"estimate_flow: frames must have the same (B, C, H, W) shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+    if encoded:
+        ia, ib = a.float(), b.float()
+    else:
+        ia, ib = _normalised_pair(a, b)
+    B, _, H, W = ia.shape
+    L = levels if levels is not None else _default_levels(H, W)
+    L = max(1, int(L))
+    # A light pre-blur makes the derivatives of noisy or aliased plates meaningful.
+    ia, ib = _blur(ia, 0.7), _blur(ib, 0.7)
+    # Pad to a multiple of 2^(L-1) so every level is exactly half the next: the flow then
+    # upsamples by an exact factor 2 with no sub-pixel drift between levels.
+    m = 2 ** (L - 1)
+    Hp, Wp = -(-H // m) * m, -(-W // m) * m
+    if (Hp, Wp) != (H, W):
+        pad = (0, Wp - W, 0, Hp - H)
+        ia, ib = F.pad(ia, pad, mode="replicate"), F.pad(ib, pad, mode="replicate")
+    pyr = [(ia, ib)]
+    for _ in range(L - 1):
+        pa, pb = pyr[-1]
+        pyr.append((F.avg_pool2d(pa, 2), F.avg_pool2d(pb, 2)))
+    ch, cw = pyr[-1][0].shape[-2:]
+    flow = torch.zeros(B, 2, ch, cw, device=ia.device, dtype=torch.float32)
+    for lvl in range(L - 1, -1, -1):
+        pa, pb = pyr[lvl]
+        if flow.shape[-2:] != pa.shape[-2:]:
+            flow = 2.0 * F.interpolate(flow, size=pa.shape[-2:], mode="bilinear", align_corners=False)
+        flow = _solve_level(pa, pb, flow, warps=warps, iterations=iterations, smoothness=smoothness,
+                            gradient_weight=gradient_weight, median=median, charbonnier=charbonnier)
+    return flow[:, :, :H, :W].contiguous()
+
+
+# --------------------------------------------------------------------------- masks
+
+def forward_backward(flow_ab: torch.Tensor, flow_ba: torch.Tensor, *, alpha: float = 0.01,
+                     beta: float = 0.5) -> torch.Tensor:
+    """Occlusion mask of frame A from the forward-backward consistency check (Sundaram et al. 2010).
+
+    flow_ab, flow_ba: (B, 2, H, W) float32 pixels. A pixel p of A is occluded (not visible
+    in B) when  |f_ab + f_ba(p + f_ab)|^2 > alpha (|f_ab|^2 + |f_ba(p + f_ab)|^2) + beta,
+    or when p + f_ab(p) lies outside frame B.
+    Returns (B, 1, H, W) bool, True = occluded / no reliable correspondence.
+    """
+    back = warp(flow_ba, flow_ab)
+    s = flow_ab + back
+    lhs = (s * s).sum(1, keepdim=True)
+    rhs = alpha * ((flow_ab * flow_ab).sum(1, keepdim=True) + (back * back).sum(1, keepdim=True)) + beta
+    return (lhs > rhs) | ~_inside(flow_ab)
+
+
+def motion_boundaries(flow: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Motion boundaries: pixels where the flow changes fast.
+
+    flow: (B, 2, H, W) float32 pixels. The flow gradient magnitude
+    sqrt(|grad u|^2 + |grad v|^2) (central differences, pixels of flow per pixel) is
+    compared with ``threshold``. Returns (B, 1, H, W) bool, True = on a motion boundary.
+    """
+    d = torch.tensor([[-0.5, 0.0, 0.5]])
+    gx = _conv_same(flow, d)
+    gy = _conv_same(flow, d.t())
+    mag = torch.sqrt((gx * gx + gy * gy).sum(1, keepdim=True))
+    return mag > threshold
+
+
+def endpoint_error(flow: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """Mean end-point error |flow - truth| in pixels over mask ((B, 1, H, W) bool, None = all)."""
+    e = torch.linalg.vector_norm(flow - truth, dim=1, keepdim=True)
+    if mask is not None:
+        e = e[mask.expand_as(e)]
+    return float(e.mean())
+
+
+# --------------------------------------------------------------------------- OpenCV DIS
+
+_DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    """(1, H, W) float in ~[0, 1] -> (H, W) uint8, clipped and rounded."""
+    return np.ascontiguousarray((x[0].detach().cpu().numpy().clip(0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def opencv_dis_flow(a: torch.Tensor, b: torch.Tensor, preset: str = "medium") -> torch.Tensor:
+    """OpenCV DIS flow (CPU reference and fallback), same inputs and conventions as estimate_flow.
+
+    a, b: (B, 3, H, W) float32 scene-linear ACEScg. Each pair is encoded with perceptual(),
+    jointly normalised by its robust range and quantised to uint8 (DIS takes 8-bit input).
+    Returns flow (B, 2, H, W) float32 pixels (x, y) from a to b, on a's device.
+    """
+    import cv2  # local: only this fallback needs OpenCV
+
+    if preset not in _DIS_PRESETS:
+        raise ValueError(f"unknown DIS preset {preset!r}; use one of {sorted(_DIS_PRESETS)}")
+    ia, ib = _normalised_pair(a, b)
+    out = []
+    for i in range(ia.shape[0]):
+        # A fresh instance per pair: DIS keeps state between calls only if asked to.
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        f = dis.calc(_to_u8(ia[i]), _to_u8(ib[i]), None)  # (H, W, 2) float32, x then y
+        out.append(torch.from_numpy(f).permute(2, 0, 1))
+    return torch.stack(out).to(device=a.device, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- pairs
+
+@dataclass
+class FlowPair:
+    """Both flows between two frames and their occlusion masks.
+
+    forward: (B, 2, H, W) float32, A -> B; backward: (B, 2, H, W) float32, B -> A;
+    occlusion_forward: (B, 1, H, W) bool, pixels of A not visible in B;
+    occlusion_backward: (B, 1, H, W) bool, pixels of B not visible in A (disocclusions).
+    """
+
+    forward: torch.Tensor
+    backward: torch.Tensor
+    occlusion_forward: torch.Tensor
+    occlusion_backward: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "FlowPair":
+        return FlowPair(self.forward.to(device), self.backward.to(device),
+                        self.occlusion_forward.to(device), self.occlusion_backward.to(device))
+
+
+def flow_pair(a: torch.Tensor, b: torch.Tensor, method: str = "torch", *, alpha: float = 0.01,
+              beta: float = 0.5, **params) -> FlowPair:
+    """Forward and backward flow between a and b ((B, 3, H, W) linear ACEScg) with occlusions.
+
+    method: "torch" (estimate_flow, any device; params go to it) or "dis" (OpenCV DIS on
+    CPU; params may hold ``preset``). alpha, beta: the forward-backward check.
+    """
+    if method == "torch":
+        fwd = estimate_flow(a, b, **params)
+        bwd = estimate_flow(b, a, **params)
+    elif method == "dis":
+        fwd = opencv_dis_flow(a, b, **params)
+        bwd = opencv_dis_flow(b, a, **params)
+    else:
+        raise ValueError(f"unknown flow method {method!r}; use 'torch' or 'dis'")
+    return FlowPair(fwd, bwd,
+                    forward_backward(fwd, bwd, alpha=alpha, beta=beta),
+                    forward_backward(bwd, fwd, alpha=alpha, beta=beta))

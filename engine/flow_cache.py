@@ -1,0 +1,146 @@
+"""On-disk cache of flow pairs, keyed by plate content.
+
+Flow is the most expensive thing the engine derives from a plate and it depends only on
+the two frames, the method and its parameters: a re-run, a slider change or a
+draft-to-final step reuses it. Keys are content hashes, never file names or frame
+numbers, so a re-rendered plate (new pixels) can never hit a stale entry.
+
+Layout: ``<root>/<key[:2]>/<key>.npz`` (compressed; flows as float16, masks as packed
+bits). Writes are atomic (temporary file in the same folder, then ``os.replace``), so a
+crash leaves either the old entry, the new one or none; a corrupt or unreadable entry is
+a miss and is removed, never a crash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.flow import TORCH_FLOW_DEFAULTS, FlowPair, flow_pair
+
+__all__ = ["FLOW_CACHE_VERSION", "FlowCache", "default_cache_root", "frame_digest", "flow_key",
+           "cached_flow_pair"]
+
+# Bump whenever the estimator's output for the same inputs changes.
+FLOW_CACHE_VERSION = "retake-flow-1"
+
+
+def default_cache_root() -> Path:
+    """$RETAKE_CACHE/flow when set, else ~/.cache/retake/flow."""
+    env = os.environ.get("RETAKE_CACHE")
+    if env:
+        return Path(env).expanduser() / "flow"
+    return Path.home() / ".cache" / "retake" / "flow"
+
+
+def frame_digest(image: torch.Tensor) -> str:
+    """sha256 hex of a frame's pixels as used: (B, C, H, W) tensor -> float32 C-order bytes plus shape."""
+    arr = np.ascontiguousarray(image.detach().to("cpu", torch.float32).numpy())
+    h = hashlib.sha256()
+    h.update(repr(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def flow_key(digest_a: str, digest_b: str, method: str, params: dict) -> str:
+    """Cache key (sha256 hex) of a flow pair: both frames' content, method, parameters, version."""
+    blob = json.dumps({"a": digest_a, "b": digest_b, "method": method, "params": params,
+                       "version": FLOW_CACHE_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class FlowCache:
+    """Flow pairs on disk under ``root`` (default: default_cache_root())."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_root()
+
+    def path(self, key: str) -> Path:
+        if len(key) < 8 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"flow cache key must be a hex digest, got {key!r}")
+        return self.root / key[:2] / f"{key}.npz"
+
+    def get(self, key: str, device: torch.device | str = "cpu") -> FlowPair | None:
+        """The cached pair (flows float32, masks bool, on ``device``), or None on a miss.
+
+        A file that cannot be read back whole is removed and reported as a miss.
+        """
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                shape = tuple(int(s) for s in z["mask_shape"])
+                n = int(np.prod(shape))
+                fwd = torch.from_numpy(z["forward"].astype(np.float32))
+                bwd = torch.from_numpy(z["backward"].astype(np.float32))
+                of = np.unpackbits(z["occlusion_forward"])[:n].reshape(shape).astype(bool)
+                ob = np.unpackbits(z["occlusion_backward"])[:n].reshape(shape).astype(bool)
+            if fwd.shape != bwd.shape or fwd.dim() != 4 or fwd.shape[1] != 2 or \
+                    (fwd.shape[0], 1, *fwd.shape[2:]) != shape:
+                raise ValueError("inconsistent shapes")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            return None
+        return FlowPair(fwd, bwd, torch.from_numpy(of), torch.from_numpy(ob)).to(device)
+
+    def put(self, key: str, pair: FlowPair) -> Path:
+        """Store ``pair`` atomically; returns the entry's path."""
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        of = pair.occlusion_forward.detach().to("cpu").numpy().astype(bool)
+        ob = pair.occlusion_backward.detach().to("cpu").numpy().astype(bool)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                # float16 keeps ~1/1000 px precision for flows below 64 px, 1/32 px up to 2048.
+                np.savez_compressed(
+                    fh,
+                    forward=pair.forward.detach().to("cpu", torch.float32).numpy().astype(np.float16),
+                    backward=pair.backward.detach().to("cpu", torch.float32).numpy().astype(np.float16),
+                    occlusion_forward=np.packbits(of.ravel()),
+                    occlusion_backward=np.packbits(ob.ravel()),
+                    mask_shape=np.array(of.shape, dtype=np.int64),
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return p
+
+
+def cached_flow_pair(cache: FlowCache, a: torch.Tensor, b: torch.Tensor, method: str = "torch", *,
+                     digest_a: str | None = None, digest_b: str | None = None,
+                     alpha: float = 0.01, beta: float = 0.5, **params) -> FlowPair:
+    """flow_pair(a, b, method, ...) through the cache.
+
+    a, b: (B, 3, H, W) float32 linear ACEScg at the resolution the flow is wanted at.
+    digest_a / digest_b: content hashes supplied by the caller (e.g. of the plate's source
+    frames plus the resize used); default: frame_digest() of the tensors themselves.
+    The key also covers the method, every parameter (defaults filled in) and the version.
+    Returns the pair on a's device.
+    """
+    full = dict(TORCH_FLOW_DEFAULTS) if method == "torch" else {"preset": "medium"}
+    full.update(params)
+    full.update({"alpha": alpha, "beta": beta})
+    key = flow_key(digest_a or frame_digest(a), digest_b or frame_digest(b), method, full)
+    hit = cache.get(key, device=a.device)
+    if hit is not None:
+        return hit
+    pair = flow_pair(a, b, method, alpha=alpha, beta=beta, **params)
+    cache.put(key, pair)
+    return pair

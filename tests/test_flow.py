@@ -1,0 +1,247 @@
+"""Optical flow (engine.flow) and its cache (engine.flow_cache), on small images, CPU."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+cv2 = pytest.importorskip("cv2")
+
+from engine.flow import (FlowPair, endpoint_error, estimate_flow, flow_pair, forward_backward,  # noqa: E402
+                         motion_boundaries, opencv_dis_flow, perceptual, warp)
+from engine.flow_cache import FlowCache, cached_flow_pair  # noqa: E402
+
+SINTEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "sintel"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def texture(H: int, W: int, seed: int = 0, sigma: float = 2.0) -> torch.Tensor:
+    """(1, 3, H, W) float32 linear texture: Gaussian-blurred noise, so flow is well posed."""
+    rng = np.random.default_rng(seed)
+    t = cv2.GaussianBlur(rng.random((H, W, 3)).astype(np.float32), (0, 0), sigma)
+    t = (t - t.min()) / (t.max() - t.min())
+    return torch.from_numpy(t ** 2.2 * 0.8).permute(2, 0, 1)[None].contiguous()
+
+
+def _pixels(H: int, W: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(float(H)), torch.arange(float(W)), indexing="ij")
+    return torch.stack([xs, ys])  # (2, H, W)
+
+
+def affine_pair(H: int, W: int, M, d, seed: int = 0):
+    """a = T; b = T moved by q = M (p - c) + c + d. Returns a, b, true flow_ab (1, 2, H, W)."""
+    T = texture(H, W, seed)
+    P = _pixels(H, W)
+    c = torch.tensor([(W - 1) / 2, (H - 1) / 2]).view(2, 1, 1)
+    M = torch.tensor(M, dtype=torch.float32)
+    dd = torch.tensor(d, dtype=torch.float32).view(2, 1, 1)
+    src = torch.einsum("ij,jhw->ihw", torch.linalg.inv(M), P - c - dd) + c
+    b = warp(T, (src - P)[None])
+    truth = torch.einsum("ij,jhw->ihw", M, P - c) + c + dd - P
+    return T, b, truth[None]
+
+
+def interior(H: int, W: int, margin: int) -> torch.Tensor:
+    m = torch.zeros(1, 1, H, W, dtype=torch.bool)
+    m[..., margin:H - margin, margin:W - margin] = True
+    return m
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+    mse = float(((x - y) ** 2).mean(1, keepdim=True)[mask].mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def square_scene(H: int = 96, W: int = 128, shift: int = 6):
+    """A textured square moving right by ``shift`` px over a static textured background."""
+    bg = texture(H, W, seed=1)
+    fg = texture(H, W, seed=2, sigma=1.5) * 1.5
+    y0, x0, s = 30, 30, 36
+    a, b = bg.clone(), bg.clone()
+    a[..., y0:y0 + s, x0:x0 + s] = fg[..., y0:y0 + s, x0:x0 + s]
+    b[..., y0:y0 + s, x0 + shift:x0 + shift + s] = fg[..., y0:y0 + s, x0:x0 + s]
+    return a, b, (y0, x0, s, shift)
+
+
+# ----------------------------------------------------------------------------- encoding
+
+def test_perceptual_shape_and_log_compression():
+    x = torch.full((2, 3, 4, 5), 0.18)
+    x[0, :, 0, 0] = 1000.0
+    p = perceptual(x)
+    assert p.shape == (2, 1, 4, 5) and p.dtype == torch.float32
+    assert abs(float(p[1, 0, 0, 0]) - 0.4135) < 2e-3  # ACEScct of mid grey
+    assert float(p[0, 0, 0, 0]) < 1.2                   # 1000 stays a small number
+    assert torch.isfinite(perceptual(torch.tensor([math.nan, math.inf, -5.0]).view(1, 3, 1, 1))).all()
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+def test_translation_subpixel():
+    a, b, truth = affine_pair(96, 128, [[1, 0], [0, 1]], (3.4, -1.7))
+    flow = estimate_flow(a, b)
+    assert flow.shape == (1, 2, 96, 128) and flow.dtype == torch.float32
+    assert endpoint_error(flow, truth, interior(96, 128, 8)) < 0.2
+
+
+def test_rotation_and_zoom():
+    th, s = math.radians(3.0), 1.03
+    M = [[s * math.cos(th), -s * math.sin(th)], [s * math.sin(th), s * math.cos(th)]]
+    a, b, truth = affine_pair(96, 128, M, (1.0, 0.5), seed=4)
+    mask = interior(96, 128, 10)
+    epe = endpoint_error(estimate_flow(a, b), truth, mask)
+    dis = endpoint_error(opencv_dis_flow(a, b), truth, mask)
+    assert epe < 0.5
+    assert epe < 1.5 * dis + 0.05, (epe, dis)  # competitive with OpenCV DIS medium
+
+
+def test_dis_reference_agrees_on_translation():
+    a, b, truth = affine_pair(96, 128, [[1, 0], [0, 1]], (-2.6, 4.1), seed=5)
+    mask = interior(96, 128, 10)
+    ft, fd = estimate_flow(a, b), opencv_dis_flow(a, b)
+    assert fd.shape == ft.shape and fd.dtype == torch.float32
+    assert endpoint_error(fd, truth, mask) < 0.3
+    assert endpoint_error(ft, fd, mask) < 0.3
+
+
+def test_hdr_spot_does_not_break_flow():
+    a, b, truth = affine_pair(96, 128, [[1, 0], [0, 1]], (2.3, 1.2), seed=6)
+    # The same bright spot (x1000) on both frames, moving with the texture.
+    spot = torch.zeros(1, 1, 96, 128)
+    spot[..., 40:46, 50:56] = 1.0
+    spot_b = warp(spot, (-truth))  # moves with the scene: b(q) = a(q - d)
+    a_hdr = a * (1 + 999 * spot)
+    b_hdr = b * (1 + 999 * spot_b)
+    flow = estimate_flow(a_hdr, b_hdr)
+    assert torch.isfinite(flow).all()
+    assert endpoint_error(flow, truth, interior(96, 128, 8)) < 0.25
+
+
+def test_deterministic():
+    a, b, _ = affine_pair(64, 80, [[1, 0], [0, 1]], (1.3, 0.6), seed=7)
+    assert torch.equal(estimate_flow(a, b), estimate_flow(a, b))
+
+
+# ----------------------------------------------------------------------------- occlusion / warp
+
+def test_warp_identity_and_shift():
+    img = texture(20, 24)
+    assert torch.allclose(warp(img, torch.zeros(1, 2, 20, 24)), img)
+    f = torch.zeros(1, 2, 20, 24)
+    f[:, 0] = 2.0  # out(p) = img(p + (2, 0))
+    assert torch.allclose(warp(img, f)[..., :-2], img[..., 2:], atol=1e-6)
+
+
+def test_occlusion_square_and_warp_reproduces_frame():
+    a, b, (y0, x0, s, shift) = square_scene()
+    pair = flow_pair(a, b, "torch")
+    assert isinstance(pair, FlowPair)
+    assert pair.occlusion_forward.shape == (1, 1, 96, 128) and pair.occlusion_forward.dtype == torch.bool
+
+    # Background of A covered by the square in B: strip [x0 + s, x0 + s + shift) of A,
+    # and disoccluded strip [x0, x0 + shift) of B (its backward flow finds no match).
+    covered = torch.zeros(1, 1, 96, 128, dtype=torch.bool)
+    covered[..., y0 + 2:y0 + s - 2, x0 + s + 1:x0 + s + shift - 1] = True
+    revealed = torch.zeros_like(covered)
+    revealed[..., y0 + 2:y0 + s - 2, x0 + 1:x0 + shift - 1] = True
+    # The smooth (quadratic + median) flow blurs the motion edge by a pixel or two, so the
+    # forward-backward check finds about half of a 6 px strip; measured ~0.55 / ~0.6.
+    assert pair.occlusion_forward[covered].float().mean() > 0.35
+    assert pair.occlusion_backward[revealed].float().mean() > 0.35
+
+    # Mostly clean away from the square (dilated) and the frame border.
+    far = interior(96, 128, 4)
+    far[..., y0 - 6:y0 + s + 6, x0 - 6:x0 + s + shift + 6] = False
+    assert pair.occlusion_forward[far].float().mean() < 0.03
+    assert pair.occlusion_backward[far].float().mean() < 0.03
+
+    # The square's motion is found, and the background is still.
+    inside_sq = torch.zeros_like(covered)
+    inside_sq[..., y0 + 6:y0 + s - 6, x0 + 6:x0 + s - 6] = True
+    assert abs(float(pair.forward[:, 0:1][inside_sq].mean()) - shift) < 0.2
+    assert float(pair.forward[far.expand(1, 2, 96, 128)].abs().mean()) < 0.1
+
+    # Warping B by the forward flow reproduces A where A is visible in B.
+    visible = ~pair.occlusion_forward & interior(96, 128, 2)
+    assert psnr(warp(b, pair.forward), a, visible) > 30.0  # measured ~33 dB
+
+    # Motion boundaries lie along the square's edges, not in the still background.
+    mb = motion_boundaries(pair.forward, threshold=0.5)
+    assert mb.shape == (1, 1, 96, 128)
+    assert mb[far].float().mean() < 0.02
+    assert mb[..., y0:y0 + s, x0 - 3:x0 + 3].any()
+
+
+def test_forward_backward_out_of_frame_is_occluded():
+    f = torch.zeros(1, 2, 8, 10)
+    f[:, 0] = 3.0
+    occ = forward_backward(f, -f)
+    assert occ[..., :, -3:].all() and not occ[..., :, :-3].any()
+
+
+# ----------------------------------------------------------------------------- cache
+
+def test_cache_miss_hit_and_corrupt(tmp_path, monkeypatch):
+    import engine.flow_cache as fc
+
+    a, b, _ = affine_pair(48, 64, [[1, 0], [0, 1]], (1.5, -0.5), seed=8)
+    cache = FlowCache(tmp_path)
+    calls = []
+    real = fc.flow_pair
+    monkeypatch.setattr(fc, "flow_pair", lambda *x, **k: calls.append(1) or real(*x, **k))
+
+    first = cached_flow_pair(cache, a, b)                 # miss: computed and stored
+    second = cached_flow_pair(cache, a, b)                # hit: read back
+    assert len(calls) == 1
+    assert torch.allclose(first.forward, second.forward, atol=2e-3)
+    assert torch.equal(first.occlusion_backward, second.occlusion_backward)
+    assert second.forward.dtype == torch.float32 and second.occlusion_forward.dtype == torch.bool
+
+    cached_flow_pair(cache, a, b, smoothness=0.01)       # other parameters: other key
+    cached_flow_pair(cache, a, b * 1.01)                 # other pixels: other key
+    assert len(calls) == 3
+    files = sorted(tmp_path.rglob("*.npz"))
+    assert len(files) == 3 and not list(tmp_path.rglob("*.tmp"))
+
+    for f in files:                                       # corrupt every entry
+        f.write_bytes(b"not a zip file")
+    again = cached_flow_pair(cache, a, b)                 # a miss, recomputed, not a crash
+    assert len(calls) == 4 and torch.allclose(again.forward, first.forward, atol=2e-3)
+    assert cache.get("ab" * 32) is None
+
+
+def test_cache_root_from_environment(monkeypatch, tmp_path):
+    from engine.flow_cache import default_cache_root
+
+    monkeypatch.setenv("RETAKE_CACHE", str(tmp_path))
+    assert default_cache_root() == tmp_path / "flow"
+    assert FlowCache().root == tmp_path / "flow"
+
+
+# ----------------------------------------------------------------------------- real frames
+
+def _load_sintel(i: int, width: int = 256) -> torch.Tensor:
+    img = cv2.imread(str(SINTEL / f"frame_{i:04d}.png"), cv2.IMREAD_COLOR)
+    img = img[:, :, ::-1].astype(np.float32) / 255.0
+    h = round(img.shape[0] * width / img.shape[1])
+    img = cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA)
+    lin = np.where(img <= 0.04045, img / 12.92, ((img + 0.055) / 1.055) ** 2.4)  # sRGB -> linear
+    return torch.from_numpy(np.ascontiguousarray(lin, dtype=np.float32)).permute(2, 0, 1)[None]
+
+
+@pytest.mark.skipif(not (SINTEL / "frame_0016.png").is_file(), reason=f"Sintel frames not found in {SINTEL}")
+def test_sintel_photometric_error_close_to_dis():
+    ours, theirs = [], []
+    for i in (16, 19, 22):
+        a, b = _load_sintel(i), _load_sintel(i + 1)
+        pt, pd = flow_pair(a, b, "torch"), flow_pair(a, b, "dis")
+        assert torch.isfinite(pt.forward).all()
+        keep = ~(pt.occlusion_forward | pd.occlusion_forward)  # the same pixels for both
+        pa, pb = perceptual(a), perceptual(b)
+        ours.append(float((warp(pb, pt.forward) - pa).abs()[keep].mean()))
+        theirs.append(float((warp(pb, pd.forward) - pa).abs()[keep].mean()))
+    assert sum(ours) < 1.3 * sum(theirs), (ours, theirs)
