@@ -15,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +40,7 @@ from engine.transforms import TransformContext, build_transform
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
+_RECENT_FRAMES = 4  # source frames kept in memory: constant, whatever the clip length
 
 
 @dataclass
@@ -257,10 +259,25 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
                             extra_inputs or [])
-            transform = build_transform(job, TransformContext(colour=colour, plate=info, device=device.type))
             digest = job_hash(job)
             progress = _Progress(options.progress, len(frames))
             sources = _SourceFrames(plate, job, warnings, progress)
+            recent: OrderedDict[int, np.ndarray] = OrderedDict()
+
+            def read_source(frame: int) -> np.ndarray:
+                """Frame ``frame`` in the working space at the output size; the last few are kept."""
+                if frame in recent:
+                    recent.move_to_end(frame)
+                    return recent[frame]
+                pixels = resize(colour.to_working(sources.read(frame), source_space), out_w, out_h, device)
+                recent[frame] = pixels
+                if len(recent) > _RECENT_FRAMES:
+                    recent.popitem(last=False)
+                return pixels
+
+            transform = build_transform(job, TransformContext(
+                colour=colour, plate=info, device=device.type, source=read_source, size=(out_w, out_h),
+                frames=(info.first, info.last)))
             progress.emit({"event": "start", "device": describe_device(device), "frames": [first, last],
                            "total": len(frames), "output": job.output.path, "writes": writer.describe(),
                            "source_colorspace": source_space if isinstance(source_space, str) else "chromaticities",
@@ -282,9 +299,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                     skipped.append(frame)
                     progress.frame(frame, writer.frame_path(frame), skipped=True)
                     continue
-                pixels = colour.to_working(sources.read(frame), source_space)
-                pixels = resize(pixels, out_w, out_h, device)
-                pixels = transform.apply(frame, pixels)
+                pixels = transform.apply(frame, read_source(frame))
                 metadata = {"frame": str(frame), "job_hash": key, "source_file": source_path or info.path,
                             "retake_version": __version__}
                 if info.timecode:

@@ -19,11 +19,22 @@ from engine.job import Job
 
 @dataclass(frozen=True)
 class TransformContext:
-    """What a transformation may use besides the job: colour, the plate, the device name."""
+    """What a transformation may use besides the job.
+
+    ``source(frame)`` returns any frame of the plate as the pipeline sees it:
+    (H, W, C) float32 scene-linear working space (ACEScg) at the output
+    resolution, after the missing-frame and NaN/Inf policies. Transforms that
+    look at neighbouring frames (propagation) read them through it; the
+    pipeline keeps a few recent frames so sequential access is cheap.
+    ``size`` is the output (width, height); ``frames`` the plate's (first, last).
+    """
 
     colour: Colour
     plate: PlateInfo
     device: str
+    source: Callable[[int], np.ndarray]
+    size: tuple[int, int]
+    frames: tuple[int, int]
 
 
 class FrameTransform(Protocol):
