@@ -259,7 +259,10 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
                             extra_inputs or [])
-            digest = job_hash(job)
+            # The job's own files (keyframe images, references) count by content stamp too: a
+            # keyframe repainted under the same name must re-render the frames it drives.
+            stamps = "|".join(_source_stamp(path) for path in job.input_paths())
+            digest = hashlib.sha256(f"{job_hash(job)}|{stamps}".encode()).hexdigest()
             progress = _Progress(options.progress, len(frames))
             sources = _SourceFrames(plate, job, warnings, progress)
             recent: OrderedDict[int, np.ndarray] = OrderedDict()

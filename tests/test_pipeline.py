@@ -179,3 +179,17 @@ def test_job_errors_name_the_field(tmp_path, plate):
         run(make_job(tmp_path, plate, keyframes=[{"frame": 2000, "grade": {}}]))
     with pytest.raises(InputError, match="nearest|known|Did you mean|ACES"):
         run(make_job(tmp_path, plate, plate={"path": plate, "colorspace": "ACEScgg"}))
+
+
+def test_a_keyframe_file_changed_under_the_same_name_rerenders(tmp_path, plate):
+    from engine.pipeline import _source_stamp
+
+    key_image = tmp_path / "key.exr"
+    key_image.write_bytes(b"painted once")
+    data = make_job(tmp_path, plate, keyframes=[{"frame": 1001, "grade": {}, "reference": str(key_image)}])
+    assert len(run(data).rendered) == 8
+    assert run(data).rendered == []
+    stamp = _source_stamp(str(key_image))
+    key_image.write_bytes(b"painted twice, a longer file")
+    assert _source_stamp(str(key_image)) != stamp
+    assert len(run(data).rendered) == 8
