@@ -12,11 +12,15 @@ Conventions used throughout this module:
 The torch estimator is a classic coarse-to-fine variational method ("Classic+NL"-like,
 Brox et al. 2004 / Sun et al. 2010, without any learned part): per pyramid level a few
 warps; per warp the brightness- and gradient-constancy equations are linearised about
-the current flow and solved by Jacobi iterations of a pointwise 2x2 system with a
-Charbonnier (robust) data term re-weighted every iteration; a median filter of the flow
-after each warp removes outliers. Everything is elementwise, 3x3/5x5 stencils and
-``grid_sample``, so it runs the same on cpu, cuda and mps and is deterministic
-(no atomics, no random numbers).
+the current flow and solved by red-black SOR sweeps of a pointwise 2x2 system (4-neighbour
+smoothness stencil) with a Charbonnier (robust) data term re-weighted every few sweeps
+(lagged nonlinearity); an exact 3x3 median filter (min/max network) of the flow after
+each warp removes outliers. Coarse levels are cheap and get more warps and sweeps than
+the finest one (see TORCH_FLOW_DEFAULTS); ``finest_level=1`` stops at half resolution
+and upsamples the flow (about 3x faster, about twice the end-point error).
+flow_pair solves forward and backward flow as one batch of 2. Everything is elementwise,
+slices, small stencils and ``grid_sample``, so it runs the same on cpu, cuda and mps and
+is deterministic (no atomics, no random numbers).
 """
 from __future__ import annotations
 
@@ -46,12 +50,17 @@ _AP1_LUMA = (0.2722287168, 0.6740817658, 0.0536895174)
 # Parameters of the torch estimator; also part of the cache key (engine.flow_cache).
 TORCH_FLOW_DEFAULTS: dict[str, float | int | None] = {
     "levels": None,        # None: as many as keep the coarsest side >= 16 px
-    "warps": 3,            # re-linearisations per pyramid level
-    "iterations": 30,      # Jacobi iterations per warp
+    "warps": 2,            # re-linearisations on the finest solved level
+    "iterations": 8,       # red-black SOR sweeps per warp on the finest solved level
+    "coarse_warps": 3,     # re-linearisations per coarser level (cheap: 1/4 the pixels each)
+    "coarse_iterations": 20,  # SOR sweeps per warp on the coarser levels
     "smoothness": 0.004,   # weight of the smoothness term (intensities normalised to ~[0, 1])
     "gradient_weight": 1.0,  # weight of gradient constancy relative to brightness constancy
-    "median": 5,           # median filter size applied to the flow after each warp (0: none)
+    "median": 3,           # median filter size applied to the flow after each warp (0: none)
     "charbonnier": 0.01,  # robust data-term scale (normalised intensity units)
+    "finest_level": 0,     # finest pyramid level solved (1: half resolution, flow upsampled x2)
+    "reweight": 4,         # SOR sweeps between refreshes of the robust (Charbonnier) weights
+    "omega": 1.6,          # over-relaxation factor of the SOR sweeps
 }
 
 
@@ -167,8 +176,16 @@ _NEIGH = torch.tensor([[1.0, 2.0, 1.0], [2.0, 0.0, 2.0], [1.0, 2.0, 1.0]]) / 12.
 
 
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C, H, W) -> d/dx, d/dy, each (N, C, H, W), 5-point central differences."""
-    return _conv_same(x, _D5), _conv_same(x, _D5.t())
+    """(N, C, H, W) -> d/dx, d/dy, each (N, C, H, W), 5-point central differences.
+
+    Same as convolving with _D5 / _D5.t() (replicate padding), written with slices:
+    depthwise conv2d is slow on some CPU backends.
+    """
+    p = F.pad(x, (2, 2, 0, 0), mode="replicate")
+    gx = (p[..., 3:-1] - p[..., 1:-3]).mul_(8.0).add_(p[..., :-4]).sub_(p[..., 4:]).mul_(1.0 / 12.0)
+    p = F.pad(x, (0, 0, 2, 2), mode="replicate")
+    gy = (p[..., 3:-1, :] - p[..., 1:-3, :]).mul_(8.0).add_(p[..., :-4, :]).sub_(p[..., 4:, :]).mul_(1.0 / 12.0)
+    return gx, gy
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -184,6 +201,30 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return _conv_same(_conv_same(x, g.view(1, -1)), g.view(-1, 1))
 
 
+def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Elementwise median of three tensors."""
+    return torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
+
+
+def _median3(x: torch.Tensor) -> torch.Tensor:
+    """Exact 3x3 median of (N, C, H, W), replicate padding, with min/max only (no sort).
+
+    Sort every vertical triple (lo <= mid <= hi); the median of the 3x3 window is then
+    med3(max of the three lo, med3 of the three mid, min of the three hi) over the
+    horizontal neighbours (the classic separable 9-element median network).
+    """
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    a, b, c = p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :]
+    mn, mx = torch.minimum(a, b), torch.maximum(a, b)
+    lo = torch.minimum(mn, c)
+    hi = torch.maximum(mx, c)
+    mid = torch.maximum(mn, torch.minimum(mx, c))
+    lo_max = torch.maximum(torch.maximum(lo[..., :-2], lo[..., 1:-1]), lo[..., 2:])
+    hi_min = torch.minimum(torch.minimum(hi[..., :-2], hi[..., 1:-1]), hi[..., 2:])
+    mid_med = _med3(mid[..., :-2], mid[..., 1:-1], mid[..., 2:])
+    return _med3(lo_max, mid_med, hi_min)
+
+
 def _median(x: torch.Tensor, size: int) -> torch.Tensor:
     """size x size median filter of (N, C, H, W), replicate padding.
 
@@ -192,6 +233,8 @@ def _median(x: torch.Tensor, size: int) -> torch.Tensor:
     """
     if size <= 1:
         return x
+    if size == 3:
+        return _median3(x)
     N, C, H, W = x.shape
     r = size // 2
     xp = F.pad(x, (r, r, r, r), mode="replicate")
@@ -206,9 +249,33 @@ def _default_levels(H: int, W: int, coarsest: int = 16) -> int:
     return max(1, int(math.floor(math.log2(max(min(H, W), 1) / coarsest))) + 1)
 
 
+def _checkerboard(h: int, w: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 1, h, w) red and black masks (0/1) of a checkerboard."""
+    ys = torch.arange(h, device=device).view(h, 1)
+    xs = torch.arange(w, device=device).view(1, w)
+    red = ((ys + xs) % 2 == 0).to(dtype).view(1, 1, h, w)
+    return red, 1.0 - red
+
+
+def _neighbour_mean(w: torch.Tensor) -> torch.Tensor:
+    """Mean of the 4 neighbours of every pixel of (N, C, h, w), replicate padding (slices, no conv)."""
+    p = F.pad(w, (1, 1, 1, 1), mode="replicate")
+    out = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
+    out += p[..., 1:-1, :-2]
+    out += p[..., 1:-1, 2:]
+    return out.mul_(0.25)
+
+
 def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps: int, iterations: int,
-                 smoothness: float, gradient_weight: float, median: int, charbonnier: float) -> torch.Tensor:
-    """Refine flow (B, 2, h, w) from a to b (both (B, 1, h, w), normalised) at one pyramid level."""
+                 smoothness: float, gradient_weight: float, median: int, charbonnier: float,
+                 reweight: int = 4, omega: float = 1.6) -> torch.Tensor:
+    """Refine flow (B, 2, h, w) from a to b (both (B, 1, h, w), normalised) at one pyramid level.
+
+    Per warp the constancy equations are linearised about the current flow and the
+    resulting (Charbonnier-weighted) linear system is solved by ``iterations`` red-black
+    SOR sweeps of the pointwise 2x2 system with a 4-neighbour smoothness stencil; the
+    robust weights are refreshed every ``reweight`` sweeps (lagged nonlinearity).
+    """
     eps = charbonnier  # residuals well below it are quadratic, above it ~L1
     # Channels of the constancy assumptions: intensity, and its gradient (robust to the
     # smooth illumination changes that brightness constancy alone would read as motion).
@@ -220,6 +287,9 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
     cb = channels(b)
     ga_x, ga_y = _gradients(ca)
     lam = smoothness
+    h, w_ = a.shape[-2:]
+    red, black = _checkerboard(h, w_, a.device, a.dtype)
+    red_w, black_w = red * omega, black * omega  # lerp weights: omega on this colour, 0 elsewhere
     for _ in range(warps):
         u0 = flow
         cbw = _sample(cb, u0)
@@ -234,55 +304,48 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
         c0 = It - Ix * u0[:, 0:1] - Iy * u0[:, 1:2]
         Ixx, Ixy, Iyy = Ix * Ix, Ix * Iy, Iy * Iy
         Ixc, Iyc = Ix * c0, Iy * c0
-        w = flow
-        for _ in range(iterations):
-            r = c0 + Ix * w[:, 0:1] + Iy * w[:, 1:2]
+        wx, wy = flow[:, 0:1].clone(), flow[:, 1:2].clone()
+        done = 0
+        while done < iterations:
+            r = torch.addcmul(torch.addcmul(c0, Ix, wx), Iy, wy)
             # Normalised Charbonnier weight in (0, 1]: quadratic for small residuals,
             # L1-like for outliers (occlusions, specular changes).
-            phi = valid * (eps / torch.sqrt(r * r + eps * eps))
+            phi = torch.rsqrt(r.mul_(r).add_(eps * eps)).mul_(eps).mul_(valid)
             J11 = (phi * Ixx).sum(1, keepdim=True)
             J12 = (phi * Ixy).sum(1, keepdim=True)
             J22 = (phi * Iyy).sum(1, keepdim=True)
             b1 = (phi * Ixc).sum(1, keepdim=True)
             b2 = (phi * Iyc).sum(1, keepdim=True)
-            wbar = _conv_same(w, _NEIGH)
-            # Pointwise 2x2 solve of (J + lam I) w = lam wbar - b (Jacobi step).
-            r1 = lam * wbar[:, 0:1] - b1
-            r2 = lam * wbar[:, 1:2] - b2
-            A11 = J11 + lam
-            A22 = J22 + lam
-            det = A11 * A22 - J12 * J12
-            wx = (A22 * r1 - J12 * r2) / det
-            wy = (A11 * r2 - J12 * r1) / det
-            w = torch.cat([wx, wy], dim=1)
+            A11 = J11.add_(lam)
+            A22 = J22.add_(lam)
+            inv = (A11 * A22).sub_(J12 * J12).reciprocal_().mul_(lam)
+            # lam (J + lam I)^-1 = [[p, q], [q, s]];  w = [[p, q], [q, s]] (wbar - b / lam).
+            p_, q_, s_ = A22 * inv, J12.neg_().mul_(inv), A11 * inv
+            nb1, nb2 = b1.mul_(-1.0 / lam), b2.mul_(-1.0 / lam)
+            for _ in range(min(reweight, iterations - done)):
+                for mask in (red_w, black_w):
+                    rx = _neighbour_mean(wx).add_(nb1)
+                    ry = _neighbour_mean(wy).add_(nb2)
+                    nx = torch.addcmul(p_ * rx, q_, ry)
+                    ny = torch.addcmul(s_ * ry, q_, rx)
+                    # Over-relaxed update of this colour only (the other is held).
+                    wx.lerp_(nx, mask)
+                    wy.lerp_(ny, mask)
+                done += 1
+        w = torch.cat([wx, wy], dim=1)
         flow = _median(w, median)
     return flow
 
 
-def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None,
-                  warps: int = 3, iterations: int = 30, smoothness: float = 0.004,
-                  gradient_weight: float = 1.0, median: int = 5, charbonnier: float = 0.01,
-                  encoded: bool = False) -> torch.Tensor:
-    """Dense optical flow from frame a to frame b, coarse to fine, weights-free.
-
-    a, b: (B, 3, H, W) float32 scene-linear ACEScg (HDR allowed), or, with ``encoded=True``,
-    (B, 1, H, W) intensities already in a perceptual encoding (used as they are).
-    levels: pyramid levels (None: coarsest side ~16-32 px); warps: re-linearisations per
-    level; iterations: Jacobi iterations per warp; smoothness: weight of the smoothness
-    term (higher = smoother flow); gradient_weight: gradient vs brightness constancy;
-    median: median filter size on the flow after each warp.
-    Returns flow (B, 2, H, W) float32, pixels, x then y, mapping frame A pixel p to
-    p + flow(p) in frame B (so ``warp(b, flow) ~= a``). Same device as a.
-    """
-    if a.shape != b.shape or a.dim() != 4:
-        raise ValueError(f"estimate_flow: frames must have the same (B, C, H, W) shape, got {tuple(a.shape)}, {tuple(b.shape)}")
-    if encoded:
-        ia, ib = a.float(), b.float()
-    else:
-        ia, ib = _normalised_pair(a, b)
+def _estimate_normalised(ia: torch.Tensor, ib: torch.Tensor, *, levels: int | None, warps: int,
+                         iterations: int, smoothness: float, gradient_weight: float, median: int,
+                         charbonnier: float, finest_level: int = 0, coarse_iterations: int | None = None,
+                         coarse_warps: int | None = None, reweight: int = 4, omega: float = 1.6) -> torch.Tensor:
+    """estimate_flow on (B, 1, H, W) intensities already normalised to ~[0, 1]."""
     B, _, H, W = ia.shape
     L = levels if levels is not None else _default_levels(H, W)
     L = max(1, int(L))
+    finest = min(max(0, int(finest_level)), L - 1)
     # A light pre-blur makes the derivatives of noisy or aliased plates meaningful.
     ia, ib = _blur(ia, 0.7), _blur(ib, 0.7)
     # Pad to a multiple of 2^(L-1) so every level is exactly half the next: the flow then
@@ -298,13 +361,63 @@ def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None
         pyr.append((F.avg_pool2d(pa, 2), F.avg_pool2d(pb, 2)))
     ch, cw = pyr[-1][0].shape[-2:]
     flow = torch.zeros(B, 2, ch, cw, device=ia.device, dtype=torch.float32)
-    for lvl in range(L - 1, -1, -1):
+    for lvl in range(L - 1, finest - 1, -1):
         pa, pb = pyr[lvl]
         if flow.shape[-2:] != pa.shape[-2:]:
             flow = 2.0 * F.interpolate(flow, size=pa.shape[-2:], mode="bilinear", align_corners=False)
-        flow = _solve_level(pa, pb, flow, warps=warps, iterations=iterations, smoothness=smoothness,
-                            gradient_weight=gradient_weight, median=median, charbonnier=charbonnier)
+        it = iterations if (lvl == finest or coarse_iterations is None) else coarse_iterations
+        wp = warps if (lvl == finest or coarse_warps is None) else coarse_warps
+        flow = _solve_level(pa, pb, flow, warps=wp, iterations=it, smoothness=smoothness,
+                            gradient_weight=gradient_weight, median=median, charbonnier=charbonnier,
+                            reweight=reweight, omega=omega)
+    if finest > 0:
+        # Levels below ``finest`` are not refined: the flow is upsampled to full size.
+        flow = float(2 ** finest) * F.interpolate(flow, size=(Hp, Wp), mode="bilinear", align_corners=False)
     return flow[:, :, :H, :W].contiguous()
+
+
+def _estimate_defaults() -> dict:
+    import inspect
+    sig = inspect.signature(estimate_flow)
+    return {k: p.default for k, p in sig.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and k != "encoded"}
+
+
+def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None,
+                  warps: int = 2, iterations: int = 8, smoothness: float = 0.004,
+                  gradient_weight: float = 1.0, median: int = 3, charbonnier: float = 0.01,
+                  encoded: bool = False, finest_level: int = 0, coarse_iterations: int | None = 20,
+                  coarse_warps: int | None = 3, reweight: int = 4, omega: float = 1.6) -> torch.Tensor:
+    """Dense optical flow from frame a to frame b, coarse to fine, weights-free.
+
+    a, b: (B, 3, H, W) float32 scene-linear ACEScg (HDR allowed), or, with ``encoded=True``,
+    (B, 1, H, W) intensities already in a perceptual encoding (used as they are).
+    levels: pyramid levels (None: coarsest side ~16-32 px); warps: re-linearisations per
+    level; iterations: red-black SOR sweeps per warp on the finest solved level;
+    coarse_iterations: sweeps per warp on the coarser levels (None: ``iterations``);
+    smoothness: weight of the smoothness term (higher = smoother flow); gradient_weight:
+    gradient vs brightness constancy; median: median filter size on the flow after each
+    warp; finest_level: the finest pyramid level that is solved (0: full resolution,
+    1: half resolution, the flow then upsampled x2, ...); reweight: sweeps between
+    refreshes of the robust weights; omega: over-relaxation factor (1: Gauss-Seidel).
+    Returns flow (B, 2, H, W) float32, pixels, x then y, mapping frame A pixel p to
+    p + flow(p) in frame B (so ``warp(b, flow) ~= a``). Same device as a.
+    """
+    if a.shape != b.shape or a.dim() != 4:
+        raise ValueError(f"estimate_flow: frames must have the same (B, C, H, W) shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+    if encoded:
+        ia, ib = a.float(), b.float()
+    else:
+        ia, ib = _normalised_pair(a, b)
+    return _estimate_normalised(ia, ib, levels=levels, warps=warps, iterations=iterations,
+                                smoothness=smoothness, gradient_weight=gradient_weight, median=median,
+                                charbonnier=charbonnier, finest_level=finest_level,
+                                coarse_iterations=coarse_iterations, coarse_warps=coarse_warps,
+                                reweight=reweight, omega=omega)
+
+
+_ESTIMATE_DEFAULTS = _estimate_defaults()
+assert _ESTIMATE_DEFAULTS == TORCH_FLOW_DEFAULTS, "TORCH_FLOW_DEFAULTS must match estimate_flow's defaults"
 
 
 # --------------------------------------------------------------------------- masks
@@ -407,8 +520,18 @@ def flow_pair(a: torch.Tensor, b: torch.Tensor, method: str = "torch", *, alpha:
     CPU; params may hold ``preset``). alpha, beta: the forward-backward check.
     """
     if method == "torch":
-        fwd = estimate_flow(a, b, **params)
-        bwd = estimate_flow(b, a, **params)
+        if a.shape != b.shape or a.dim() != 4:
+            raise ValueError(f"flow_pair: frames must have the same (B, C, H, W) shape, got {tuple(a.shape)}, {tuple(b.shape)}")
+        if params.get("encoded", False):
+            ia, ib = a.float(), b.float()
+        else:
+            ia, ib = _normalised_pair(a, b)  # the joint range is symmetric in a and b
+        # Forward and backward in one batch (B -> 2B): every op runs once, on bigger tensors.
+        opts = {k: v for k, v in params.items() if k != "encoded"}
+        both = _estimate_normalised(torch.cat([ia, ib]), torch.cat([ib, ia]),
+                                    **{**_ESTIMATE_DEFAULTS, **opts})
+        n = a.shape[0]
+        fwd, bwd = both[:n], both[n:]
     elif method == "dis":
         fwd = opencv_dis_flow(a, b, **params)
         bwd = opencv_dis_flow(b, a, **params)

@@ -245,3 +245,34 @@ def test_sintel_photometric_error_close_to_dis():
         ours.append(float((warp(pb, pt.forward) - pa).abs()[keep].mean()))
         theirs.append(float((warp(pb, pd.forward) - pa).abs()[keep].mean()))
     assert sum(ours) < 1.3 * sum(theirs), (ours, theirs)
+
+
+# ----------------------------------------------------------------------------- solver internals
+
+def test_median3_network_matches_sort_median():
+    import torch.nn.functional as F
+    from engine.flow import _median
+
+    x = torch.randn(2, 2, 17, 23)
+    x[0, 0, :4] = 1.0  # ties
+    ref = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).view(2, 2, 9, -1).median(2).values
+    assert torch.equal(_median(x, 3), ref.view(2, 2, 17, 23))
+
+
+def test_flow_pair_batch_equals_separate_calls_and_defaults_match_cache_key():
+    from engine.flow import TORCH_FLOW_DEFAULTS
+    import inspect
+
+    a, b, _ = affine_pair(48, 64, [[1, 0], [0, 1]], (1.2, -0.7), seed=9)
+    pair = flow_pair(a, b, "torch")
+    assert torch.allclose(pair.forward, estimate_flow(a, b), atol=1e-5)
+    assert torch.allclose(pair.backward, estimate_flow(b, a), atol=1e-5)
+    sig = inspect.signature(estimate_flow).parameters
+    assert {k: sig[k].default for k in TORCH_FLOW_DEFAULTS} == TORCH_FLOW_DEFAULTS
+
+
+def test_half_resolution_finest_level():
+    a, b, truth = affine_pair(96, 128, [[1, 0], [0, 1]], (3.4, -1.7))
+    flow = estimate_flow(a, b, finest_level=1)
+    assert flow.shape == (1, 2, 96, 128)
+    assert endpoint_error(flow, truth, interior(96, 128, 8)) < 0.4
