@@ -38,6 +38,12 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     "grade": {
         "interpolation": (INTERPOLATIONS, "smooth"),
     },
+    # Keyframe images carried along the plate's optical flow (engine.transforms.propagate).
+    # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
+    # "dis": OpenCV DIS on the CPU, the fast reference/fallback).
+    "propagate": {
+        "flow": (("torch", "dis"), "torch"),
+    },
 }
 
 

@@ -49,8 +49,15 @@ def _build_grade(job: Job, context: TransformContext) -> FrameTransform:
     return GradeTransform.from_job(job, context.colour)
 
 
+def _build_propagate(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.propagate import PropagateTransform
+
+    return PropagateTransform.from_job(job, context)
+
+
 BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,
+    "propagate": _build_propagate,
 }
 
 

@@ -1,0 +1,236 @@
+"""Keyframe propagation: the functional core (torch, any device, no state).
+
+Conventions (as ``engine.flow``):
+
+* images are (B, C, H, W) float32 scene-linear working space (ACEScg), unclamped;
+* flows are (B, 2, H, W) float32 pixels (x, y); ``flow_ab`` maps a pixel p of frame A to
+  p + flow_ab(p) in frame B, so ``warp(b, flow_ab)`` looks like ``a`` where visible;
+* visibilities are (B, 1, H, W) float32 in [0, 1] (1 = reliably visible along the chain).
+
+How a frame f between keyframes k0 < f < k1 is made
+----------------------------------------------------
+1. **Chains.** Frame-to-frame flows are composed into f -> k (``compose_flow``:
+   flow_f->k = flow_f->g + warp(flow_g->k, flow_f->g), g the neighbour of f towards k),
+   and visibility is multiplied along the same chain (``compose_visibility``), so a
+   pixel occluded at any step of the way is not trusted.
+2. **Per direction** (``direction_estimate``): the keyframe image K and the source at the
+   keyframe S_k are warped to f (Kw, Sw). The edit is carried as what the keyframe
+   *changed*, D = Kw - Sw, over the current source frame S:
+
+       E = Kw + a (S - Sw) + b (blur(D) - D)
+
+   ``a`` and ``b`` come from ``structure``: a = 0 (structure 1) carries the keyframe's
+   pixels themselves (E = Kw); a = 1, b = 0 (structure 5) is the residual transfer
+   E = S + D (the source's own changes between k and f show through, the edit's detail
+   is kept); b = 1 (structure 9) keeps only the low-frequency part of the edit,
+   E = S + blur(D), so the result has the source's spatial detail everywhere.
+   All of this is in linear: HDR values above 1.0 go through untouched.
+3. **Confidence** (error-aware): c = visibility * exp(-(e / tau)^2), e the warping error
+   |perceptual(Sw) - perceptual(S)| (flow is judged in a perceptual encoding, blending is
+   linear), slightly blurred. The two directions are blended with a softmax of
+   log(temporal weight) + log(c + eps): where one direction is good it wins; where
+   both are bad the *less bad* one still wins (the softmax of two tiny confidences
+   follows their ratio), and the temporal distance decides only between equals.
+4. **Fallback** where even the best direction is poor (occluded in both, or the warp
+   clearly does not match): the source frame plus the edit's residual spread from the
+   confident pixels around (normalised convolution, a wide blur), blended in by how
+   poor the best confidence is. So a disocclusion seen in neither keyframe gets the
+   source's content with the neighbourhood's edit (colour change) instead of smear.
+
+``motion`` (1-9) sets how strongly the result follows the source's motion: it scales the
+spatial smoothing of the chained flow (motion 1: a smooth, rigid-ish motion field;
+motion 9: the raw per-pixel flow), the forward-backward strictness (``beta``) and the
+error tolerance ``tau`` (higher motion = stricter, so mismatched pixels are dropped
+sooner). At a keyframe the caller returns the keyframe image itself (exact).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.flow import forward_backward, perceptual, warp
+
+__all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
+           "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend",
+           "synthesise", "Direction"]
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Numbers derived from the job's sliders for a given output size.
+
+    flow_sigma: px of Gaussian smoothing of each chained flow (0 = raw flow).
+    fb_beta: px^2 slack of the forward-backward occlusion check (smaller = stricter).
+    tau: warping-error tolerance in perceptual units (~0..1 range; smaller = stricter).
+    carry_source: ``a`` above, 0..1.  low_pass: ``b`` above, 0..1.
+    edit_sigma: px of the blur that makes the edit low-frequency when low_pass > 0.
+    fallback_sigma: px of the normalised convolution that spreads the edit into holes.
+    fallback_below: best-direction confidence under which the fallback is mixed in.
+    """
+
+    flow_sigma: float
+    fb_beta: float
+    tau: float
+    carry_source: float
+    low_pass: float
+    edit_sigma: float
+    fallback_sigma: float
+    fallback_below: float = 0.2
+
+    @classmethod
+    def from_controls(cls, motion: int, structure: int, width: int, height: int) -> "SynthParams":
+        m = (min(max(motion, 1), 9) - 1) / 8.0
+        s = (min(max(structure, 1), 9) - 1) / 8.0
+        side = float(max(width, height))
+        return cls(
+            flow_sigma=(1.0 - m) ** 2 * 0.02 * side,
+            fb_beta=2.0 + (0.3 - 2.0) * m,
+            tau=0.20 + (0.05 - 0.20) * m,
+            carry_source=min(1.0, 2.0 * s),
+            low_pass=max(0.0, 2.0 * s - 1.0),
+            edit_sigma=max(1.0, 0.015 * side),
+            fallback_sigma=max(2.0, 0.05 * side),
+        )
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W), replicate padding; sigma <= 0.05 returns x."""
+    if sigma <= 0.05:
+        return x
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    H, W = x.shape[-2:]
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    C = x.shape[1]
+    ry, rx = min(radius, H - 1), min(radius, W - 1)
+    out = x
+    if rx > 0:
+        kx = k[radius - rx: radius + rx + 1]
+        kx = kx / kx.sum()
+        out = F.conv2d(F.pad(out, (rx, rx, 0, 0), mode="replicate"), kx.view(1, 1, 1, -1).expand(C, 1, 1, -1),
+                       groups=C)
+    if ry > 0:
+        ky = k[radius - ry: radius + ry + 1]
+        ky = ky / ky.sum()
+        out = F.conv2d(F.pad(out, (0, 0, ry, ry), mode="replicate"), ky.view(1, 1, -1, 1).expand(C, 1, -1, 1),
+                       groups=C)
+    return out
+
+
+def compose_flow(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:
+    """flow_ac = flow_ab + warp(flow_bc, flow_ab). All (B, 2, H, W) float32 pixels."""
+    return flow_ab + warp(flow_bc, flow_ab)
+
+
+def compose_visibility(vis_ab: torch.Tensor, vis_bc: torch.Tensor, flow_ab: torch.Tensor) -> torch.Tensor:
+    """vis_ac = vis_ab * vis_bc sampled where A's pixels land in B. (B, 1, H, W) in [0, 1]."""
+    return vis_ab * warp(vis_bc, flow_ab).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The mapping of one frame to one keyframe: flow (B, 2, H, W) and visibility (B, 1, H, W)."""
+
+    flow: torch.Tensor
+    visibility: torch.Tensor
+
+
+def identity_chain(B: int, H: int, W: int, device: torch.device | str) -> ChainState:
+    """The chain of a keyframe to itself: zero flow, fully visible."""
+    return ChainState(torch.zeros(B, 2, H, W, device=device), torch.ones(B, 1, H, W, device=device))
+
+
+def chain_step(step_flow: torch.Tensor, step_visibility: torch.Tensor, rest: ChainState) -> ChainState:
+    """Prepend one frame-to-frame step (f -> g) to the chain g -> k, giving f -> k."""
+    return ChainState(compose_flow(step_flow, rest.flow),
+                      compose_visibility(step_visibility, rest.visibility, step_flow))
+
+
+def visibility_from_flows(flow_ab: torch.Tensor, flow_ba: torch.Tensor, beta: float) -> torch.Tensor:
+    """(B, 1, H, W) float32: 1 where A's pixel passes the forward-backward check into B."""
+    return (~forward_backward(flow_ab, flow_ba, beta=beta)).float()
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One neighbouring keyframe as seen from frame f.
+
+    key_image: (B, 3, H, W) the keyframe as the artist made it (after strength);
+    key_source: (B, 3, H, W) the source plate at the keyframe;
+    chain: the mapping f -> keyframe; temporal: the weight from temporal distance (> 0).
+    """
+
+    key_image: torch.Tensor
+    key_source: torch.Tensor
+    chain: ChainState
+    temporal: float
+
+
+def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams,
+                       source_code: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frame as this keyframe predicts it.
+
+    source: (B, 3, H, W) source frame f. Returns (estimate (B, 3, H, W), residual D
+    (B, 3, H, W) = warped keyframe - warped key source, confidence (B, 1, H, W) in [0, 1]).
+    """
+    flow = gaussian_blur(d.chain.flow, p.flow_sigma)
+    kw = warp(d.key_image, flow)
+    sw = warp(d.key_source, flow)
+    residual = kw - sw
+    estimate = kw + p.carry_source * (source - sw)
+    if p.low_pass > 0:
+        estimate = estimate + p.low_pass * (gaussian_blur(residual, p.edit_sigma) - residual)
+    code = perceptual(source) if source_code is None else source_code
+    err = gaussian_blur((perceptual(sw) - code).abs(), 1.0)
+    confidence = d.chain.visibility.clamp(0.0, 1.0) * torch.exp(-(err / p.tau) ** 2)
+    return estimate, residual, confidence
+
+
+def _normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Weighted blur: blur(x w) / blur(w), 0 where there is no weight around."""
+    num = gaussian_blur(x * w, sigma)
+    den = gaussian_blur(w, sigma)
+    return num / den.clamp_min(_EPS) * (den > _EPS)
+
+
+def blend(source: torch.Tensor, estimates: list[torch.Tensor], residuals: list[torch.Tensor],
+          confidences: list[torch.Tensor], temporals: list[float], p: SynthParams) -> torch.Tensor:
+    """Error-aware blend of the directions, with the fallback for pixels no direction explains.
+
+    All tensors (B, C, H, W) as in ``direction_estimate``; temporals: weights > 0.
+    Returns (B, 3, H, W) float32, finite wherever the inputs are.
+    """
+    logits = torch.stack([math.log(max(t, _EPS)) + torch.log(c + _EPS)
+                          for c, t in zip(confidences, temporals)])  # (D, B, 1, H, W)
+    weights = torch.softmax(logits, dim=0)
+    out = sum(w * e for w, e in zip(weights, estimates))
+    residual = sum(w * r for w, r in zip(weights, residuals))
+    best = torch.stack(confidences).amax(dim=0)
+    # Fallback: the source with the edit spread in from where it is known.
+    spread = _normalised_conv(residual, best, p.fallback_sigma)
+    fallback = source + spread
+    mix = (best / p.fallback_below).clamp(0.0, 1.0)
+    return mix * out + (1.0 - mix) * fallback
+
+
+def synthesise(source: torch.Tensor, directions: list[Direction], p: SynthParams) -> torch.Tensor:
+    """Frame f from its one or two neighbouring keyframes.
+
+    source: (B, 3, H, W) float32 linear; directions: 1 or 2 ``Direction``.
+    Returns (B, 3, H, W) float32 linear, NaN-free (non-finite results become the source).
+    """
+    code = perceptual(source)
+    estimates, residuals, confidences = [], [], []
+    for d in directions:
+        e, r, c = direction_estimate(source, d, p, code)
+        estimates.append(e)
+        residuals.append(r)
+        confidences.append(c)
+    out = blend(source, estimates, residuals, confidences, [d.temporal for d in directions], p)
+    return torch.where(torch.isfinite(out), out, source)

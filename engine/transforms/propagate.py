@@ -1,0 +1,186 @@
+"""``propagate``: the artist's keyframe images carried across the plate along its motion.
+
+For every frame the neighbouring keyframes (one before, one after; only one outside
+the keyed range) are warped to it along chained frame-to-frame optical flow and blended
+by ``engine.synth`` (error-aware, edit carried as a residual over the source frame,
+``structure`` and ``motion`` from the job's controls). At a keyframe the keyframe image
+itself comes out, bit for bit (float32, before the writer's half conversion).
+
+Order independence: a frame's result depends only on the frame number, because every
+chain f -> k is always built by the same recurrence from the keyframe towards f
+(identity at k, one ``chain_step`` per frame), and the pairwise flows are rounded to
+float16 whether they come fresh or from the cache (the cache stores float16). Memory
+holds are: the chain states of the current keyframe neighbours (at most ``MAX_STATES``
+per keyframe, checkpointed with a stride beyond that, so never more than the keyframe
+spacing and never growing with the clip), a few pairwise flows, and the two keyframe
+images and their source frames.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from engine.flow import FlowPair
+from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
+from engine.job import Job
+from engine.keyframes import check_keyframes, load_keyframe_image
+from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, synthesise, \
+    visibility_from_flows
+from engine.transforms import TransformContext
+
+MAX_STATES = 64   # chain states kept per keyframe before checkpointing with a stride
+_PAIRS_KEPT = 4   # pairwise flows kept in memory (sequential access needs 1-2)
+
+
+class PropagateTransform:
+    """Keyframe propagation. ``apply`` works on (H, W, C) float32 ACEScg; alpha untouched."""
+
+    def __init__(self, job: Job, context: TransformContext, flow_method: str = "torch",
+                 cache: FlowCache | None = None) -> None:
+        self.job = job
+        self.context = context
+        self.device = torch.device(context.device)
+        self.size = context.size
+        w, h = context.size
+        self.params = SynthParams.from_controls(job.controls.motion, job.controls.structure, w, h)
+        self.flow_method = flow_method
+        self.cache = cache if cache is not None else FlowCache()
+        self.keys = list(job.keyframes)  # sorted by frame (the parser sorts them)
+        self.key_frames = [k.frame for k in self.keys]
+        self.first, self.last = context.frames
+        self._pairs: OrderedDict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._digests: OrderedDict[int, str] = OrderedDict()
+        self._states: dict[int, dict[int, ChainState]] = {}   # key frame -> {frame: state}
+        self._key_data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # key frame -> (image, source)
+
+    @classmethod
+    def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
+        check_keyframes(job, context.colour, context.size, context.device)
+        return cls(job, context, flow_method=job.transform.params.get("flow", "torch"))
+
+    # -- reading -----------------------------------------------------------
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, C) numpy -> (1, 3, H, W) float32 on the device."""
+        return torch.from_numpy(np.ascontiguousarray(image[..., :3], dtype=np.float32)).to(
+            self.device).permute(2, 0, 1)[None].contiguous()
+
+    def _source(self, frame: int) -> torch.Tensor:
+        return self._tensor(self.context.source(frame))
+
+    def _digest(self, frame: int, tensor: torch.Tensor) -> str:
+        if frame not in self._digests:
+            self._digests[frame] = frame_digest(tensor)
+            if len(self._digests) > 4 * _PAIRS_KEPT:
+                self._digests.popitem(last=False)
+        return self._digests[frame]
+
+    def _pair(self, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flows between ``frame`` and ``frame + 1``: (fwd, bwd, vis_fwd, vis_bwd), float16-rounded."""
+        if frame in self._pairs:
+            self._pairs.move_to_end(frame)
+            return self._pairs[frame]
+        a, b = self._source(frame), self._source(frame + 1)
+        pair: FlowPair = cached_flow_pair(self.cache, a, b, self.flow_method,
+                                          digest_a=self._digest(frame, a), digest_b=self._digest(frame + 1, b))
+        # The cache keeps float16: round fresh flows the same way so results never depend on
+        # whether a pair was computed or read back (frame order, farm chunks, re-runs).
+        fwd = pair.forward.to(self.device).half().float()
+        bwd = pair.backward.to(self.device).half().float()
+        beta = self.params.fb_beta
+        entry = (fwd, bwd, visibility_from_flows(fwd, bwd, beta), visibility_from_flows(bwd, fwd, beta))
+        self._pairs[frame] = entry
+        if len(self._pairs) > _PAIRS_KEPT:
+            self._pairs.popitem(last=False)
+        return entry
+
+    # -- chains --------------------------------------------------------------
+
+    def _span(self, key_index: int, towards: int) -> int:
+        """How many frames the chain of keyframe ``key_index`` may reach in direction ``towards`` (+1/-1)."""
+        k = self.key_frames[key_index]
+        if towards > 0:
+            end = self.key_frames[key_index + 1] if key_index + 1 < len(self.keys) else self.last
+        else:
+            end = self.key_frames[key_index - 1] if key_index > 0 else self.first
+        return abs(end - k)
+
+    def _chain(self, key_index: int, frame: int) -> ChainState:
+        """The mapping ``frame`` -> keyframe, built from the keyframe outwards (deterministic)."""
+        k = self.key_frames[key_index]
+        step = 1 if frame > k else -1  # direction from the key towards the frame
+        states = self._states.setdefault(k, {})
+        stride = max(1, math.ceil(self._span(key_index, step) / MAX_STATES))
+        g = frame
+        while g != k and g not in states:
+            g -= step
+        state = states[g] if g != k else None
+        if state is None:
+            w, h = self.size
+            state = identity_chain(1, h, w, self.device)
+        last_kept = g
+        while g != frame:
+            g += step
+            # frame g -> its neighbour g - step (towards the key)
+            if step > 0:   # key before: g -> g-1 is the backward flow of pair (g-1, g)
+                _, bwd, _, vis_b = self._pair(g - 1)
+                state = chain_step(bwd, vis_b, state)
+            else:          # key after: g -> g+1 is the forward flow of pair (g, g+1)
+                fwd, _, vis_f, _ = self._pair(g)
+                state = chain_step(fwd, vis_f, state)
+            if abs(g - k) % stride == 0 or g == frame:
+                states[g] = state
+                if last_kept != k and abs(last_kept - k) % stride != 0 and last_kept in states:
+                    del states[last_kept]  # only checkpoints and the latest frame stay
+                last_kept = g
+        return state
+
+    def _forget_except(self, keep: set[int]) -> None:
+        for k in list(self._states):
+            if k not in keep:
+                del self._states[k]
+        for k in list(self._key_data):
+            if k not in keep:
+                del self._key_data[k]
+
+    def _key(self, key_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keyframe image after strength, source at the keyframe), (1, 3, H, W) each."""
+        key = self.keys[key_index]
+        if key.frame not in self._key_data:
+            source = self._source(key.frame)
+            image = self._tensor(load_keyframe_image(key, key_index, self.context.colour, self.size,
+                                                     self.context.device))
+            if key.strength != 1.0:
+                image = source + key.strength * (image - source)
+            self._key_data[key.frame] = (image, source)
+        return self._key_data[key.frame]
+
+    # -- frames --------------------------------------------------------------
+
+    def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) float32 ACEScg source frame -> its propagated version, same shape; alpha kept."""
+        frames = self.key_frames
+        i = int(np.searchsorted(frames, frame, side="right")) - 1  # last key <= frame
+        neighbours = [j for j in (i, i + 1) if 0 <= j < len(frames)]
+        if i >= 0 and frames[i] == frame:
+            neighbours = [i]
+        self._forget_except({frames[j] for j in neighbours})
+        out = image.copy()
+        if len(neighbours) == 1 and frames[neighbours[0]] == frame:
+            key_image, _ = self._key(neighbours[0])
+            out[..., :3] = key_image[0].permute(1, 2, 0).cpu().numpy()
+            return out
+        source = self._tensor(image)
+        directions = []
+        span = (frames[neighbours[-1]] - frames[neighbours[0]]) if len(neighbours) == 2 else 1
+        for j in neighbours:
+            key_image, key_source = self._key(j)
+            temporal = 1.0 - abs(frame - frames[j]) / span if len(neighbours) == 2 else 1.0
+            directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3)))
+        with torch.no_grad():
+            result = synthesise(source, directions, self.params)
+        out[..., :3] = result[0].permute(1, 2, 0).cpu().numpy()
+        return np.ascontiguousarray(out, dtype=np.float32)
