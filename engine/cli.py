@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=48, help="length of the demo plate (default 48)")
     demo.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     demo.set_defaults(func=_cmd_demo)
+
+    from engine.commands import register_all
+
+    register_all(sub)
     return parser
 
 
