@@ -32,6 +32,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ] || ! .venv/bin/python
     echo "$wanted" > "$stamp"
 fi
 
+# The analysis models (faces, masks, pose): fetched once into the per-user cache
+# and verified by sha256; a no-op when they are already there. Without a path
+# to the package index this warns and goes on (see `retake models`).
+if ! .venv/bin/retake models --install >/dev/null; then
+    echo "retake setup: the analysis models could not be installed (see above); face, mask and pose" \
+         "analysis will say so when used. Retry with '.venv/bin/retake models --install', or set RETAKE_MODELS."
+fi
+
 if [ "${1:-}" != "--no-demo" ]; then
     .venv/bin/retake demo --out retake_demo
 fi
