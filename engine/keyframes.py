@@ -18,7 +18,7 @@ import torch
 
 from engine.colour import Colour
 from engine.errors import InputError, JobError
-from engine.io.plates import open_plate
+from engine.io.plates import open_still
 from engine.job import Job, Keyframe
 from engine.resize import resize
 
@@ -41,7 +41,7 @@ def load_keyframe_image(key: Keyframe, index: int, colour: Colour, size: tuple[i
                        hint='the propagate transformation needs "image": "PATH" on every keyframe '
                             "(the frame as it should become)")
     try:
-        with open_plate(key.image) as still:
+        with open_still(key.image) as still:
             pixels = still.read(still.info.first)
             header = still.info.header
     except InputError as error:

@@ -146,6 +146,25 @@ def test_keyframes_are_reproduced_exactly(translation, colour):
     for i, key in enumerate(transform.keys):
         expected = load_keyframe_image(key, i, colour, (W, H))
         assert np.array_equal(out[key.frame][..., :3], expected)
+        # and that is the artist's image for *this* frame (half-float file precision)
+        np.testing.assert_allclose(out[key.frame][..., :3], truth[key.frame], rtol=2e-3, atol=1e-4)
+
+
+def test_numbered_keyframe_files_are_each_their_own_frame(tmp_path, colour, cache):
+    """paint.0000.exr beside paint.0006.exr: each keyframe reads its own file, not the sequence's first."""
+    frames, truth = translation_plate()
+    keyframes = []
+    for f in (0, N - 1):
+        keyframes.append({"frame": f, "image": write_key(tmp_path / f"paint.{f:04d}.exr", truth[f]),
+                          "colorspace": "ACEScg"})
+    job = parse_job({"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
+                     "transform": {"name": "propagate", "flow": "dis"}, "keyframes": keyframes})
+    context = TransformContext(colour=colour, plate=None, device="cpu", source=lambda f: frames[f],  # type: ignore[arg-type]
+                               size=(W, H), frames=(0, N - 1))
+    transform = PropagateTransform.from_job(job, context)
+    transform.cache = cache
+    last = transform.apply(N - 1, frames[N - 1])
+    np.testing.assert_allclose(last[..., :3], truth[N - 1], rtol=2e-3, atol=1e-4)
 
 
 def test_translation_is_propagated_with_small_error(translation):

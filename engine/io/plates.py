@@ -262,3 +262,18 @@ def open_plate(
         return StillPlate(path, first, part, view)
     return SequencePlate(path, find_sequence(path, first, last), part, view)
 
+
+
+def open_still(path: str, *, first: int | None = None, part: str | None = None, view: str | None = None) -> Plate:
+    """Exactly this one image file as a one-frame plate, even when its name carries a frame number.
+
+    For keyframe and reference images: ``paint.1010.exr`` beside ``paint.1020.exr`` is the frame
+    the artist painted at 1010, never the first member of a sequence. Movies are refused.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError("no such image file", path=path, hint="check the path (a single image is expected here)")
+    if plate_kind(path) == "movie":
+        raise InputError("a movie where a single image is expected", path=path,
+                         hint="export the frame as an EXR, PNG, TIFF or DPX still")
+    return StillPlate(path, first, part, view)

@@ -160,26 +160,43 @@ class PropagateTransform:
 
     # -- frames --------------------------------------------------------------
 
+    def _neighbours(self, frame: int) -> list[int]:
+        """Indexes of the keyframes that make ``frame``: itself if keyed, else the one or two around it."""
+        frames = self.key_frames
+        i = int(np.searchsorted(frames, frame, side="right")) - 1  # last key <= frame
+        if i >= 0 and frames[i] == frame:
+            return [i]
+        return [j for j in (i, i + 1) if 0 <= j < len(frames)]
+
+    def directions(self, frame: int) -> list[Direction]:
+        """The neighbouring keyframes of a non-key ``frame`` as seen from it (chains built as needed).
+
+        Public for benchmarks and diagnostics (baselines use the very same chains).
+        """
+        frames = self.key_frames
+        neighbours = self._neighbours(frame)
+        self._forget_except({frames[j] for j in neighbours})
+        span = (frames[neighbours[-1]] - frames[neighbours[0]]) if len(neighbours) == 2 else 1
+        directions = []
+        with torch.no_grad():
+            for j in neighbours:
+                key_image, key_source = self._key(j)
+                temporal = 1.0 - abs(frame - frames[j]) / span if len(neighbours) == 2 else 1.0
+                directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3)))
+        return directions
+
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
         """(H, W, C) float32 ACEScg source frame -> its propagated version, same shape; alpha kept."""
         frames = self.key_frames
-        i = int(np.searchsorted(frames, frame, side="right")) - 1  # last key <= frame
-        neighbours = [j for j in (i, i + 1) if 0 <= j < len(frames)]
-        if i >= 0 and frames[i] == frame:
-            neighbours = [i]
-        self._forget_except({frames[j] for j in neighbours})
+        neighbours = self._neighbours(frame)
         out = image.copy()
         if len(neighbours) == 1 and frames[neighbours[0]] == frame:
+            self._forget_except({frame})
             key_image, _ = self._key(neighbours[0])
             out[..., :3] = key_image[0].permute(1, 2, 0).cpu().numpy()
             return out
         source = self._tensor(image)
-        directions = []
-        span = (frames[neighbours[-1]] - frames[neighbours[0]]) if len(neighbours) == 2 else 1
-        for j in neighbours:
-            key_image, key_source = self._key(j)
-            temporal = 1.0 - abs(frame - frames[j]) / span if len(neighbours) == 2 else 1.0
-            directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3)))
+        directions = self.directions(frame)
         with torch.no_grad():
             result = synthesise(source, directions, self.params)
         out[..., :3] = result[0].permute(1, 2, 0).cpu().numpy()
