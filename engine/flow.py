@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.encoding import acescct_encode
+
 __all__ = [
     "FlowPair",
     "perceptual",
@@ -81,10 +83,7 @@ def perceptual(image: torch.Tensor) -> torch.Tensor:
     x = image.float()
     # NaN/inf would poison the whole solve through the smoothness term: neutralise them.
     x = torch.nan_to_num(x, nan=0.0, posinf=65504.0, neginf=0.0).clamp(-1.0, 65504.0)
-    cut = 0.0078125
-    lin_seg = 10.5402377416545 * x + 0.0729055341958355
-    log_seg = (torch.log2(x.clamp_min(cut)) + 9.72) / 17.52
-    cct = torch.where(x <= cut, lin_seg, log_seg)
+    cct = acescct_encode(x)
     w = torch.tensor(_AP1_LUMA, dtype=cct.dtype, device=cct.device).view(1, 3, 1, 1)
     return (cct * w).sum(dim=1, keepdim=True)
 

@@ -15,27 +15,32 @@ How a frame f between keyframes k0 < f < k1 is made
    pixel occluded at any step of the way is not trusted.
 2. **Per direction** (``direction_estimate``): the keyframe image K and the source at the
    keyframe S_k are warped to f (Kw, Sw). The edit is carried as what the keyframe
-   *changed*, D = Kw - Sw, over the current source frame S:
+   *changed*, D = Kw - Sw, over the current source frame S, all in ACEScct code values
+   (``engine.encoding``; written k, s, sw below):
 
-       E = Kw + a (S - Sw) + b (blur(D) - D)
+       E = k + a (s - sw) + b (blur(D) - D)
 
+   In ACEScct a grade is an offset, so the edit carried as a difference is right at every
+   exposure, and a dark pixel cannot be pushed below zero by a brighter neighbour's
+   difference (carried in linear, an inked line over a bright source went negative).
    ``a`` and ``b`` come from ``structure``: a = 0 (structure 1) carries the keyframe's
    pixels themselves (E = Kw); a = 1, b = 0 (structure 5) is the residual transfer
    E = S + D (the source's own changes between k and f show through, the edit's detail
    is kept); b = 1 (structure 9) keeps only the low-frequency part of the edit,
    E = S + blur(D), so the result has the source's spatial detail everywhere.
-   All of this is in linear: HDR values above 1.0 go through untouched.
+   E is decoded back to linear; HDR values survive (ACEScct is exact up to half max).
 3. **Confidence** (error-aware): c = visibility * exp(-(e / tau)^2), e the warping error
-   |perceptual(Sw) - perceptual(S)| (flow is judged in a perceptual encoding, blending is
-   linear), slightly blurred. The two directions are blended with a softmax of
+   mean|sw - s| over the channels (judged in ACEScct, slightly blurred). The two
+   directions are blended, in linear, with a softmax of
    log(temporal weight) + log(c + eps): where one direction is good it wins; where
    both are bad the *less bad* one still wins (the softmax of two tiny confidences
    follows their ratio), and the temporal distance decides only between equals.
 4. **Fallback** where even the best direction is poor (occluded in both, or the warp
-   clearly does not match): the source frame plus the edit's residual spread from the
-   confident pixels around (normalised convolution, a wide blur), blended in by how
-   poor the best confidence is. So a disocclusion seen in neither keyframe gets the
-   source's content with the neighbourhood's edit (colour change) instead of smear.
+   clearly does not match): the source frame plus the edit's difference D spread from
+   the confident pixels around (normalised convolution, a wide blur; in ACEScct),
+   blended in by how poor the best confidence is. So a disocclusion seen in neither
+   keyframe gets the source's content with the neighbourhood's edit (colour change)
+   instead of smear.
 
 ``motion`` (1-9) sets how strongly the result follows the source's motion: it scales the
 spatial smoothing of the chained flow (motion 1: a smooth, rigid-ish motion field;
@@ -51,7 +56,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.flow import forward_backward, perceptual, warp
+from engine.encoding import acescct_decode, acescct_encode
+from engine.flow import forward_backward, warp
 
 __all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
            "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend",
@@ -66,7 +72,7 @@ class SynthParams:
 
     flow_sigma: px of Gaussian smoothing of each chained flow (0 = raw flow).
     fb_beta: px^2 slack of the forward-backward occlusion check (smaller = stricter).
-    tau: warping-error tolerance in perceptual units (~0..1 range; smaller = stricter).
+    tau: warping-error tolerance in ACEScct code values (smaller = stricter).
     carry_source: ``a`` above, 0..1.  low_pass: ``b`` above, 0..1.
     edit_sigma: px of the blur that makes the edit low-frequency when low_pass > 0.
     fallback_sigma: px of the normalised convolution that spreads the edit into holes.
@@ -172,24 +178,24 @@ class Direction:
     temporal: float
 
 
-def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams,
-                       source_code: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The frame as this keyframe predicts it.
 
-    source: (B, 3, H, W) source frame f. Returns (estimate (B, 3, H, W), residual D
-    (B, 3, H, W) = warped keyframe - warped key source, confidence (B, 1, H, W) in [0, 1]).
+    source: (B, 3, H, W) source frame f, linear ACEScg. Returns (estimate (B, 3, H, W) linear
+    ACEScg, residual D (B, 3, H, W) = warped keyframe - warped key source in ACEScct code
+    values, confidence (B, 1, H, W) in [0, 1]).
     """
     flow = gaussian_blur(d.chain.flow, p.flow_sigma)
-    kw = warp(d.key_image, flow)
-    sw = warp(d.key_source, flow)
+    kw = acescct_encode(warp(d.key_image, flow))
+    sw = acescct_encode(warp(d.key_source, flow))
+    se = acescct_encode(source)
     residual = kw - sw
-    estimate = kw + p.carry_source * (source - sw)
+    estimate = kw + p.carry_source * (se - sw)
     if p.low_pass > 0:
         estimate = estimate + p.low_pass * (gaussian_blur(residual, p.edit_sigma) - residual)
-    code = perceptual(source) if source_code is None else source_code
-    err = gaussian_blur((perceptual(sw) - code).abs(), 1.0)
+    err = gaussian_blur((sw - se).abs().mean(dim=1, keepdim=True), 1.0)
     confidence = d.chain.visibility.clamp(0.0, 1.0) * torch.exp(-(err / p.tau) ** 2)
-    return estimate, residual, confidence
+    return acescct_decode(estimate), residual, confidence
 
 
 def _normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -214,7 +220,7 @@ def blend(source: torch.Tensor, estimates: list[torch.Tensor], residuals: list[t
     best = torch.stack(confidences).amax(dim=0)
     # Fallback: the source with the edit spread in from where it is known.
     spread = _normalised_conv(residual, best, p.fallback_sigma)
-    fallback = source + spread
+    fallback = acescct_decode(acescct_encode(source) + spread)
     mix = (best / p.fallback_below).clamp(0.0, 1.0)
     return mix * out + (1.0 - mix) * fallback
 
@@ -225,10 +231,9 @@ def synthesise(source: torch.Tensor, directions: list[Direction], p: SynthParams
     source: (B, 3, H, W) float32 linear; directions: 1 or 2 ``Direction``.
     Returns (B, 3, H, W) float32 linear, NaN-free (non-finite results become the source).
     """
-    code = perceptual(source)
     estimates, residuals, confidences = [], [], []
     for d in directions:
-        e, r, c = direction_estimate(source, d, p, code)
+        e, r, c = direction_estimate(source, d, p)
         estimates.append(e)
         residuals.append(r)
         confidences.append(c)
