@@ -136,7 +136,7 @@ class RetakePanel(QWidget):
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self.remove_selected)
         self.jump_button = QPushButton("Jump")
-        self.jump_button.setToolTip("preview the selected keyframe's frame")
+        self.jump_button.setToolTip("go to the selected keyframe's frame (in the host and the preview)")
         self.jump_button.clicked.connect(self.jump_to_selected)
         self.image_button = QPushButton("Image…")
         self.image_button.setToolTip("the selected keyframe as it should become (EXR, TIFF, PNG, DPX)")
@@ -447,6 +447,8 @@ class RetakePanel(QWidget):
         if rows:
             frame = int(self.table.item(rows[0], 0).text())
             self.preview_frame.setValue(frame)
+            if self.host is not None:
+                self.host.show_frame(frame)
             self.request_preview(frame)
 
     def set_keyframe_file(self, frame: int, column: int, path: str) -> None:

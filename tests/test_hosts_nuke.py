@@ -208,4 +208,7 @@ def test_the_docked_panel_opens_on_the_retake_node(script: dict[str, Any]) -> No
     assert [(m.frame, m.prompt) for m in panel.keyframes()] == [(1001, "golden hour over the bay"),
                                                                (1040, "moonlit night")]
     assert panel.settings().params["flow"] == "dis"  # the node's knobs, shown in the panel
+    panel.table.selectRow(1)
+    panel.jump_to_selected()
+    assert nuke.frame() == 1040 and panel.preview_frame.value() == 1040
     dispose(widget)

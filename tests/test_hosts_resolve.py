@@ -145,3 +145,9 @@ def test_every_mapped_resolve_name_exists_in_the_engine_config() -> None:
     colour = Colour()
     for name in list(resolve_host.RESOLVE_SPACES.values()) + list(resolve_host.RESOLVE_ACES_IDTS.values()):
         colour.resolve_colorspace(name)
+
+
+def test_outside_resolve_without_its_module_the_panel_says_how_to_reach_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "DaVinciResolveScript", None)  # not importable
+    with pytest.raises(resolve_host.HostError, match="RESOLVE_SCRIPT_API=.*RESOLVE_SCRIPT_LIB=.*Modules to PYTHONPATH"):
+        resolve_host.ResolveHost().plate()

@@ -118,6 +118,9 @@ class Host(ABC):
         """The frame the host is looking at (the playhead), or None."""
         return None
 
+    def show_frame(self, frame: int) -> None:
+        """Move the host to ``frame`` (the panel's Jump); hosts that cannot, ignore it."""
+
     def default_output(self, plate: PlateRef) -> str:
         """Where a render goes when the artist names nothing: ``retake/`` beside the plate."""
         import os

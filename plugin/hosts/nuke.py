@@ -196,6 +196,9 @@ class NukeHost(Host):
     def current_frame(self) -> int | None:
         return int(self.nuke.frame())
 
+    def show_frame(self, frame: int) -> None:
+        self.nuke.frame(frame)
+
     def initial_settings(self) -> RenderSettings:
         return settings_from_node(self.node)
 

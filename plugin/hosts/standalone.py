@@ -6,6 +6,8 @@ engine). Keyframes live in the panel; the result stays where it was written.
 """
 from __future__ import annotations
 
+import os
+
 from plugin.hosts.base import ColourContext, Host, HostError, KeyframeMark, OutputPlate, PlateRef
 
 
@@ -32,7 +34,7 @@ class StandaloneHost(Host):
         except InputError as error:
             raise HostError(str(error)) from None
         return PlateRef(path=info.path if info.kind == "movie" else _pattern_of(plate), first=info.first,
-                        last=info.last, colorspace=self.colorspace, label=info.path, width=info.width,
+                        last=info.last, colorspace=self.colorspace, label=os.path.basename(info.path), width=info.width,
                         height=info.height)
 
     def keyframes(self) -> list[KeyframeMark]:
