@@ -1,4 +1,4 @@
-"""Run a job: load -> colour -> resize -> transform -> write, one frame at a time.
+"""Run a job: load -> colour -> resize -> transform -> lock -> write, one frame at a time.
 
 Frames stream: at any moment the pipeline holds one source frame and its
 result, so memory grows with resolution, never with the length of the clip.
@@ -33,10 +33,11 @@ from engine.io.header import Chromaticities
 from engine.io.plates import Plate, open_plate
 from engine.io.writers import OutputSpec as WriterSpec
 from engine.io.writers import open_writer
-from engine.job import Job, job_hash, parse_fps
+from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
+from engine.lock_stage import LockStage
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import TransformContext, build_transform
+from engine.transforms import STRUCTURE_KEEPING, TransformContext, build_transform
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -280,7 +281,14 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
 
             transform = build_transform(job, TransformContext(
                 colour=colour, plate=info, device=device.type, source=read_source, size=(out_w, out_h),
-                frames=(info.first, info.last)))
+                frames=(info.first, info.last), cancelled=options.cancel.is_set))
+            locks = None
+            if job.transform.name in STRUCTURE_KEEPING:
+                if any(getattr(job.locks, name) for name in LOCK_NAMES):
+                    warnings.append(f"locks are not used by {job.transform.name!r}: it changes colour only, so the "
+                                    "source's faces, bodies, poses and blocking are kept anyway")
+            else:
+                locks = LockStage.from_locks(job.locks, colour, device.type)
             progress.emit({"event": "start", "device": describe_device(device), "frames": [first, last],
                            "total": len(frames), "output": job.output.path, "writes": writer.describe(),
                            "source_colorspace": source_space if isinstance(source_space, str) else "chromaticities",
@@ -303,6 +311,8 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                     progress.frame(frame, writer.frame_path(frame), skipped=True)
                     continue
                 pixels = transform.apply(frame, read_source(frame))
+                if locks is not None:
+                    pixels = locks.apply(frame, read_source(frame), pixels)
                 metadata = {"frame": str(frame), "job_hash": key, "source_file": source_path or info.path,
                             "retake_version": __version__}
                 if info.timecode:
@@ -313,6 +323,10 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         finally:
             writer.close()
 
+    if locks is not None:
+        for message in locks.warnings():
+            warnings.append(message)
+            progress.emit({"event": "warning", "message": message})
     manifest = _manifest_path(job.output.path)
     _write_manifest(manifest, job, digest, first, last, rendered, skipped, writer.describe(), describe_device(device))
     seconds = time.perf_counter() - started

@@ -315,3 +315,28 @@ def test_missing_image_and_nan_keyframes_are_refused(tmp_path, colour, cache):
     nan[3, 3, 0] = np.nan
     with pytest.raises(JobError, match="NaN"):
         make(tmp_path, frames, {0: nan}, colour, cache)
+
+
+def test_64_keyframes_are_propagated_and_65_refused(tmp_path, colour, cache):
+    """The engine's limit: 64 keyframes on a 70-frame plate, each reproduced; a 65th is a clear job error."""
+    n = 70
+    ys, xs = np.mgrid[0:24, 0:32].astype(np.float64)
+    frames = [texture(xs - 0.7 * t, ys, seed=2)[..., :3] for t in range(n)]
+    keyed = list(range(0, 64))
+    keyframes = [{"frame": f, "image": write_key(tmp_path / f"k.{f:04d}.exr", frames[f] * 1.5), "colorspace": "ACEScg"}
+                 for f in keyed]
+    spec = {"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
+            "transform": {"name": "propagate", "flow": "dis"}, "keyframes": keyframes}
+    job = parse_job(spec)
+    context = TransformContext(colour=colour, plate=None, device="cpu", source=lambda f: frames[f],  # type: ignore[arg-type]
+                               size=(32, 24), frames=(0, n - 1))
+    transform = PropagateTransform.from_job(job, context)
+    transform.cache = cache
+    for f in (0, 31, 63):
+        np.testing.assert_allclose(transform.apply(f, frames[f]), frames[f] * 1.5, rtol=2e-3, atol=1e-4)
+    after = [transform.apply(f, frames[f]) for f in range(64, n)]   # beyond the last key: carried from it
+    assert all(np.isfinite(a).all() for a in after)
+    assert abs(float(np.mean(after[0])) / float(np.mean(frames[64])) - 1.5) < 0.1
+    spec["keyframes"] = keyframes + [{"frame": 65, "image": keyframes[0]["image"]}]
+    with pytest.raises(JobError, match="at most 64 keyframes"):
+        parse_job(spec)

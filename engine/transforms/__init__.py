@@ -27,6 +27,8 @@ class TransformContext:
     look at neighbouring frames (propagation) read them through it; the
     pipeline keeps a few recent frames so sequential access is cheap.
     ``size`` is the output (width, height); ``frames`` the plate's (first, last).
+    ``cancelled()`` is true once the user or host asked to stop: work that can run
+    longer than a frame (training, long chains) checks it and raises CancelledError.
     """
 
     colour: Colour
@@ -35,6 +37,7 @@ class TransformContext:
     source: Callable[[int], np.ndarray]
     size: tuple[int, int]
     frames: tuple[int, int]
+    cancelled: Callable[[], bool] = lambda: False
 
 
 class FrameTransform(Protocol):
@@ -54,6 +57,10 @@ def _build_propagate(job: Job, context: TransformContext) -> FrameTransform:
 
     return PropagateTransform.from_job(job, context)
 
+
+# Transformations that change colour only: the source's structure survives them everywhere,
+# so the pipeline's lock stage (engine.lock_stage) has nothing to hold and is skipped.
+STRUCTURE_KEEPING = frozenset({"grade"})
 
 BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,

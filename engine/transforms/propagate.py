@@ -23,6 +23,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from engine.errors import CancelledError
 from engine.flow import FlowPair
 from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
 from engine.job import Job
@@ -123,6 +124,8 @@ class PropagateTransform:
             state = identity_chain(1, h, w, self.device)
         last_kept = g
         while g != frame:
+            if self.context.cancelled():   # a chain far from its keyframe computes many flows
+                raise CancelledError(f"cancelled while carrying keyframe {k} towards frame {frame}")
             g += step
             # frame g -> its neighbour g - step (towards the key)
             if step > 0:   # key before: g -> g-1 is the backward flow of pair (g-1, g)
