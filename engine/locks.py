@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_decode, acescct_encode
-from engine.synth import gaussian_blur
+from engine.synth import gaussian_blur, normalised_conv
 
 __all__ = ["structure_lock", "silhouette_lock", "face_regions", "limb_regions", "POSE_BONES",
            "FACE_DETAIL", "POSE_DETAIL"]
@@ -74,16 +74,16 @@ def structure_lock(source: torch.Tensor, result: torch.Tensor, weight: torch.Ten
 
 
 def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary erosion of a (B, 1, H, W) {0, 1} mask by a square of side 2 * radius + 1."""
+    """Binary erosion of a (B, 1, H, W) {0, 1} mask by a square of side 2 * radius + 1.
+
+    A square is separable: a row pass then a column pass costs O(radius), not O(radius^2).
+    """
     if radius <= 0:
         return mask
-    return 1.0 - F.max_pool2d(1.0 - mask, 2 * radius + 1, stride=1, padding=radius)
-
-
-def _normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
-    num = gaussian_blur(x * w, sigma)
-    den = gaussian_blur(w, sigma)
-    return num / den.clamp_min(_EPS)
+    k = 2 * radius + 1
+    grown = F.max_pool2d(1.0 - mask, (1, k), stride=1, padding=(0, radius))
+    grown = F.max_pool2d(grown, (k, 1), stride=1, padding=(radius, 0))
+    return 1.0 - grown
 
 
 def silhouette_lock(source: torch.Tensor, result: torch.Tensor, person: torch.Tensor, band: float,
@@ -103,19 +103,29 @@ def silhouette_lock(source: torch.Tensor, result: torch.Tensor, person: torch.Te
     near = (1.0 - core_in) * (1.0 - core_out)   # 1 within the band, 0 beyond
     if not bool(near.any()) or not bool(core_in.any()) or not bool(core_out.any()):
         return result
-    s, r = acescct_encode(source), acescct_encode(result)
-    edit = r - s
+    # Work only where the band can reach: the band's box grown by what the fills see.
     sigma = max(1.0, band)
-    soft = person.clamp(0.0, 1.0)
-    own_out = _normalised_conv(edit, core_out, sigma)
-    own_in = _normalised_conv(edit, core_in, sigma) if sides == "both" else edit
+    rows = torch.nonzero(near.amax(dim=(0, 1, 3)) > 0).flatten()
+    cols = torch.nonzero(near.amax(dim=(0, 1, 2)) > 0).flatten()
+    reach = int(3 * sigma) + 2
+    H, W = near.shape[-2:]
+    ys = slice(max(0, int(rows[0]) - reach), min(H, int(rows[-1]) + 1 + reach))
+    xs = slice(max(0, int(cols[0]) - reach), min(W, int(cols[-1]) + 1 + reach))
+    s, r = acescct_encode(source[..., ys, xs]), acescct_encode(result[..., ys, xs])
+    edit = r - s
+    soft = person[..., ys, xs].clamp(0.0, 1.0)
+    own_out = normalised_conv(edit, core_out[..., ys, xs], sigma)
+    own_in = normalised_conv(edit, core_in[..., ys, xs], sigma) if sides == "both" else edit
     separated = soft * own_in + (1.0 - soft) * own_out
     # The band's own edge is feathered so the cut never shows as a line.
-    ramp = gaussian_blur(near, max(0.5, band / 4.0)).clamp(0.0, 1.0) * near
+    band_part = near[..., ys, xs]
+    ramp = gaussian_blur(band_part, max(0.5, band / 4.0)).clamp(0.0, 1.0) * band_part
     if sides != "both":
         ramp = ramp * (1.0 - soft)   # the subject's own pixels are never touched
     locked = acescct_decode(r + ramp * (separated - edit))
-    return torch.where(ramp > 0, locked, result)
+    out = result.clone()
+    out[..., ys, xs] = torch.where(ramp > 0, locked, result[..., ys, xs])
+    return out
 
 
 def _fill(mask: np.ndarray, polygon: np.ndarray) -> None:

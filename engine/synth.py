@@ -30,17 +30,21 @@ How a frame f between keyframes k0 < f < k1 is made
    E = S + blur(D), so the result has the source's spatial detail everywhere.
    E is decoded back to linear; HDR values survive (ACEScct is exact up to half max).
 3. **Confidence** (error-aware): c = visibility * exp(-(e / tau)^2), e the warping error
-   mean|sw - s| over the channels (judged in ACEScct, slightly blurred). The two
-   directions are blended, in linear, with a softmax of
-   log(temporal weight) + log(c + eps): where one direction is good it wins; where
-   both are bad the *less bad* one still wins (the softmax of two tiny confidences
-   follows their ratio), and the temporal distance decides only between equals.
-4. **Fallback** where even the best direction is poor (occluded in both, or the warp
-   clearly does not match): the source frame plus the edit's difference D spread from
-   the confident pixels around (normalised convolution, a wide blur; in ACEScct),
-   blended in by how poor the best confidence is. So a disocclusion seen in neither
-   keyframe gets the source's content with the neighbourhood's edit (colour change)
-   instead of smear.
+   mean|sw - s| over the channels (judged in ACEScct, slightly blurred).
+4. **Blend** (``blend``), in ACEScct: each direction's edit is split into its *look* (the
+   edit spread smoothly from where that keyframe is reliable, a normalised convolution
+   over ``fallback_sigma``) and its *detail* (the rest). The looks are mixed by temporal
+   weight times how much of each keyframe is reliably seen nearby, so a grade changes
+   at one pace over the whole frame: no seam where new content enters from one side,
+   no blob of the other keyframe's colour in a disocclusion. The detail is chosen per
+   pixel by a softmax of log(temporal weight) + log(c + eps): where one direction is
+   good it wins; where both are bad the *less bad* one still wins (the softmax of two
+   tiny confidences follows their ratio), and the temporal distance decides only
+   between equals.
+5. **Fallback** where even the best direction is poor (occluded in both, or the warp
+   clearly does not match): the detail fades out, leaving the source frame under the
+   shared look. So a disocclusion seen in neither keyframe gets the source's content
+   with the neighbourhood's edit (colour change) instead of smear.
 
 ``motion`` (1-9) sets how strongly the result follows the source's motion: it scales the
 spatial smoothing of the chained flow (motion 1: a smooth, rigid-ish motion field;
@@ -60,7 +64,7 @@ from engine.encoding import acescct_decode, acescct_encode
 from engine.flow import forward_backward, warp
 
 __all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
-           "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend",
+           "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend", "normalised_conv",
            "synthesise", "Direction"]
 
 _EPS = 1e-6
@@ -198,31 +202,64 @@ def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tu
     return acescct_decode(estimate), residual, confidence
 
 
-def _normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Weighted blur: blur(x w) / blur(w), 0 where there is no weight around."""
-    num = gaussian_blur(x * w, sigma)
-    den = gaussian_blur(w, sigma)
-    return num / den.clamp_min(_EPS) * (den > _EPS)
+def normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
+    """blur(x w) / blur(w): x spread from where w holds, 0 where no weight is near.
+
+    x: (B, C, H, W); w: (B, 1, H, W) >= 0. What it makes is as smooth as the blur, so a
+    wide one runs on a grid ``sigma / 2`` times coarser and is interpolated back: its cost
+    stays that of a small blur whatever sigma (4K frames, wide looks and bands).
+    """
+    factor = int(sigma // 2) if sigma >= 4 else 1
+    if factor <= 1:
+        num, den = gaussian_blur(x * w, sigma), gaussian_blur(w, sigma)
+        return num / den.clamp_min(_EPS) * (den > _EPS)
+    h, wd = x.shape[-2:]
+    num = gaussian_blur(F.avg_pool2d(x * w, factor, ceil_mode=True), sigma / factor)
+    den = gaussian_blur(F.avg_pool2d(w, factor, ceil_mode=True), sigma / factor)
+    small = num / den.clamp_min(_EPS) * (den > _EPS)
+    return F.interpolate(small, size=(h, wd), mode="bilinear", align_corners=False)
+
+
+def _density(w: torch.Tensor, sigma: float) -> torch.Tensor:
+    """blur(w) at the resolution ``normalised_conv`` uses, back at full size: (B, 1, H, W)."""
+    factor = int(sigma // 2) if sigma >= 4 else 1
+    if factor <= 1:
+        return gaussian_blur(w, sigma)
+    small = gaussian_blur(F.avg_pool2d(w, factor, ceil_mode=True), sigma / factor)
+    return F.interpolate(small, size=w.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def blend(source: torch.Tensor, estimates: list[torch.Tensor], residuals: list[torch.Tensor],
           confidences: list[torch.Tensor], temporals: list[float], p: SynthParams) -> torch.Tensor:
-    """Error-aware blend of the directions, with the fallback for pixels no direction explains.
+    """Error-aware blend of the directions: the look by time, the detail by confidence.
 
     All tensors (B, C, H, W) as in ``direction_estimate``; temporals: weights > 0.
-    Returns (B, 3, H, W) float32, finite wherever the inputs are.
+    Each direction's edit D_i (ACEScct) is split into its *look* L_i, the edit spread
+    smoothly from where that keyframe is reliable (``normalised_conv`` over
+    ``look_sigma``), and the rest, its *detail*. The looks are mixed by temporal weight
+    (and by how much of each keyframe is reliably seen nearby), so a grade moves from
+    one keyframe's to the next at the same pace everywhere in the frame: no seam where
+    new content enters the frame from one side, no blob of the other keyframe's colour
+    in a disocclusion. The detail is chosen per pixel by the softmax of
+    log(temporal) + log(confidence), as before: where one direction is good it wins;
+    where both are bad the less bad one wins. Where even the best is poor, the detail
+    fades out and the frame is the source under the look (the fallback).
+    Returns (B, 3, H, W) float32 linear, finite wherever the inputs are.
     """
+    se = acescct_encode(source)
+    densities = [_density(c, p.fallback_sigma) for c in confidences]
+    looks = [normalised_conv(r, c, p.fallback_sigma) for r, c in zip(residuals, confidences)]
+    shares = [t * d for t, d in zip(temporals, densities)]
+    total = sum(shares)
+    look = sum(sh * lk for sh, lk in zip(shares, looks)) / total.clamp_min(_EPS)
     logits = torch.stack([math.log(max(t, _EPS)) + torch.log(c + _EPS)
                           for c, t in zip(confidences, temporals)])  # (D, B, 1, H, W)
     weights = torch.softmax(logits, dim=0)
-    out = sum(w * e for w, e in zip(weights, estimates))
-    residual = sum(w * r for w, r in zip(weights, residuals))
+    # Each estimate, with its own look swapped for the shared one.
+    detail = sum(w * (acescct_encode(e) - se - lk) for w, e, lk in zip(weights, estimates, looks))
     best = torch.stack(confidences).amax(dim=0)
-    # Fallback: the source with the edit spread in from where it is known.
-    spread = _normalised_conv(residual, best, p.fallback_sigma)
-    fallback = acescct_decode(acescct_encode(source) + spread)
     mix = (best / p.fallback_below).clamp(0.0, 1.0)
-    return mix * out + (1.0 - mix) * fallback
+    return acescct_decode(se + look + mix * detail)
 
 
 def synthesise(source: torch.Tensor, directions: list[Direction], p: SynthParams) -> torch.Tensor:

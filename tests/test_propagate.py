@@ -340,3 +340,18 @@ def test_64_keyframes_are_propagated_and_65_refused(tmp_path, colour, cache):
     spec["keyframes"] = keyframes + [{"frame": 65, "image": keyframes[0]["image"]}]
     with pytest.raises(JobError, match="at most 64 keyframes"):
         parse_job(spec)
+
+
+def test_a_grade_changing_between_keyframes_has_no_seam_where_new_content_enters(tmp_path, colour, cache):
+    """A fast pan: the strip entering the frame is seen only by the later keyframe. Its look must
+    still be the same mix of the two keyframes' grades as the rest of the frame (no seam)."""
+    n = 9
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    frames = [texture(xs + 3.0 * t, ys, seed=5)[..., :3] for t in range(n)]   # new content from the right
+    keys = {0: frames[0] * np.float32(0.5), 8: frames[8] * np.float32(2.0)}    # one stop down ... one stop up
+    transform = make(tmp_path, frames, keys, colour, cache)
+    out = transform.apply(4, frames[4])
+    stops = np.log2(np.clip(out, 1e-6, None) / np.clip(frames[4], 1e-6, None)).mean(axis=(0, 2))  # per column
+    jumps = np.abs(np.diff(stops[4:-4]))
+    assert abs(float(np.median(stops)) - 0.0) < 0.3, stops      # halfway between -1 and +1 stop
+    assert jumps.max() < 0.15, f"a seam of {jumps.max():.2f} stops between columns"
