@@ -4,8 +4,14 @@ The plate is procedural and HDR so it exercises what real plates do: a
 textured landscape under a sky with a sun far above 1.0, a camera that pans,
 rises and pushes in, and a glossy ball crossing the frame with a specular
 highlight. It is written as an ACES2065-1 EXR sequence on frames 1001-1048 at
-24 fps, timecode 01:00:00:00, like a plate from a studio's pipeline. Nothing is
-downloaded and nothing outside the demo folder is touched.
+24 fps, timecode 01:00:00:00, like a plate from a studio's pipeline.
+
+The "artist" then restyles three frames (first, about 40 % in, last) the way a
+paint or grading package would: an ink-and-wash look (edge-preserving smoothing,
+inked edges) under a different grade on each (as shot, golden hour, moonlit night),
+written as ACEScg EXR keyframes. The job propagates them across the plate with the
+``propagate`` transformation. Nothing is downloaded and nothing outside the demo
+folder is touched.
 """
 from __future__ import annotations
 
@@ -29,6 +35,16 @@ WIDTH, HEIGHT = 960, 540
 FPS = Fraction(24)
 START_TIMECODE = "01:00:00:00"
 PLATE_VERSION = "demo-plate-1"
+KEYS_VERSION = "demo-keys-1"
+
+# The three looks the "artist" paints, as ASC CDL in ACEScct (OpenColorIO).
+LOOKS: dict[str, dict[str, Any]] = {
+    "as shot, ink and wash": {},
+    "golden hour, ink and wash": {"slope": [1.18, 1.0, 0.78], "offset": [0.01, 0.0, -0.01],
+                                  "power": [0.95, 1.0, 1.05], "saturation": 1.15},
+    "moonlit night, ink and wash": {"slope": [0.45, 0.55, 0.9], "offset": [-0.02, -0.01, 0.02],
+                                    "power": [1.15, 1.1, 1.0], "saturation": 0.7},
+}
 
 
 def _value_noise(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -141,24 +157,60 @@ def write_demo_plate(folder: Path, count: int, colour: Colour) -> str:
     return pattern
 
 
-def demo_job(count: int) -> dict[str, Any]:
-    """The demo's job spec: a day-to-dusk-to-night grade keyed on three frames."""
+def key_frames(count: int) -> list[int]:
+    """The frames the "artist" restyles: first, about 40 % in, last (fewer on a very short plate)."""
     last = FIRST_FRAME + count - 1
-    middle = FIRST_FRAME + (count - 1) * 2 // 5
+    return sorted({FIRST_FRAME, FIRST_FRAME + (count - 1) * 2 // 5, last})
+
+
+def restyle(working: np.ndarray, colour: Colour, look: dict[str, Any]) -> np.ndarray:
+    """The demo's stand-in for an artist's paint: (H, W, 3) ACEScg -> (H, W, 3) ACEScg.
+
+    In ACEScct (OpenColorIO): edge-preserving smoothing and inked edges, then the look's CDL.
+    """
+    import cv2
+
+    code = colour.convert(np.ascontiguousarray(working[..., :3], dtype=np.float32), "ACEScg", "ACEScct")
+    smooth = cv2.bilateralFilter(np.ascontiguousarray(code, dtype=np.float32), d=7, sigmaColor=0.06, sigmaSpace=3.0)
+    luma = smooth @ np.array([0.2722, 0.6741, 0.0537], dtype=np.float32)
+    edges = np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3))
+    inked = smooth - np.clip((edges - 0.06) * 2.0, 0.0, 0.25)[..., None]
+    styled = colour.convert(np.ascontiguousarray(inked, dtype=np.float32), "ACEScct", "ACEScg")
+    return colour.cdl(styled, **look) if look else styled
+
+
+def write_demo_keyframes(folder: Path, plate_folder: Path, count: int, colour: Colour) -> list[str]:
+    """Write the restyled keyframes (ACEScg EXR, AP1 chromaticities) once; returns their paths."""
+    from engine.io.header import AP1
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = key_frames(count)
+    names = [folder / f"key.{f:04d}.exr" for f in frames]
+    stamp = folder / ".retake-demo-keys.json"
+    wanted = {"version": KEYS_VERSION, "plate": PLATE_VERSION, "frames": frames, "size": [WIDTH, HEIGHT]}
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted and all(n.exists() for n in names):
+        return [str(n) for n in names]
+    from engine.io.exr import read_image
+
+    for frame, name, look in zip(frames, names, LOOKS.values()):
+        source = colour.to_working(read_image(str(plate_folder / f"plate.{frame:04d}.exr"))[..., :3], "ACES2065-1")
+        with atomic_output(str(name)) as tmp:
+            write_exr(tmp, restyle(source, colour, look), chromaticities=AP1, aces_container=False, frame=frame,
+                      metadata={"retake/demo": KEYS_VERSION})
+    with atomic_output(str(stamp)) as tmp:
+        Path(tmp).write_text(json.dumps(wanted))
+    return [str(n) for n in names]
+
+
+def demo_job(count: int) -> dict[str, Any]:
+    """The demo's job spec: three restyled keyframes propagated across the plate."""
     return {
         "version": 1,
         "plate": {"path": "plate/plate.####.exr", "colorspace": "ACES2065-1"},
-        "keyframes": [
-            {"frame": FIRST_FRAME, "grade": {}, "prompt": "the take as shot"},
-            {"frame": middle, "prompt": "golden hour",
-             "grade": {"slope": [1.18, 1.0, 0.78], "offset": [0.01, 0.0, -0.01], "power": [0.95, 1.0, 1.05],
-                       "saturation": 1.15}},
-            {"frame": last, "prompt": "moonlit night",
-             "grade": {"slope": [0.45, 0.55, 0.9], "offset": [-0.02, -0.01, 0.02], "power": [1.15, 1.1, 1.0],
-                       "saturation": 0.7}},
-        ],
+        "keyframes": [{"frame": f, "image": f"keys/key.{f:04d}.exr", "colorspace": "ACEScg", "prompt": prompt}
+                      for f, prompt in zip(key_frames(count), LOOKS)],
         "controls": {"motion": 5, "structure": 5},
-        "transform": {"name": "grade", "interpolation": "smooth"},
+        "transform": {"name": "propagate"},
         "output": {"path": "render/retake.####.exr", "format": "exr", "resolution": "source"},
         "seed": 0,
     }
@@ -200,6 +252,7 @@ def run_demo(out: str, *, frames: int = 48, device: str = "auto",
     folder = Path(out).resolve()
     colour = Colour()
     write_demo_plate(folder / "plate", frames, colour)
+    write_demo_keyframes(folder / "keys", folder / "plate", frames, colour)
     job_path = folder / "job.json"
     with atomic_output(str(job_path)) as tmp:
         Path(tmp).write_text(json.dumps(demo_job(frames), indent=2) + "\n")
@@ -219,6 +272,7 @@ def run_demo(out: str, *, frames: int = 48, device: str = "auto",
     print(
         "\nRetake demo done.\n"
         f"  source plate : {job.plate.path}  (ACES2065-1 EXR, {FIRST_FRAME}-{FIRST_FRAME + frames - 1}, 24 fps)\n"
+        f"  keyframes    : {folder / 'keys'}  (restyled by the demo at {', '.join(map(str, key_frames(frames)))})\n"
         f"  job          : {job_path}\n"
         f"  result plate : {job.output.path}  ({len(result.rendered)} rendered, {len(result.skipped)} already done)\n"
         f"  contact sheet: {sheet}  (top: source, bottom: result; frames {', '.join(map(str, picks))})\n"
