@@ -1,8 +1,8 @@
 """Analysis benchmark: accuracy of faces, planar and camera tracking on real photographs with
 known motion, and speed (frames/s at 1920x1080 on this machine's CPU) of faces (1 and 8),
-person segmentation, pose, planar and camera tracking.
+person segmentation, pose, planar and camera tracking; the face lock's effect and each lock's cost.
 
-    .venv/bin/python bench/analysis.py [--quick] [--threads N]
+    .venv/bin/python bench/analysis.py [--quick] [--threads N] [--only faces|tracking|speed|locks]
 
 Never part of the test suite. The scenes come from ``tests/analysis_scenes.py``
 (scikit-image's photographs moved by known transforms), so every figure is
@@ -183,18 +183,97 @@ def speed(detector, landmarker, threads: int, quick: bool) -> None:
         print(f"  {name:55s} {fps:7.2f}")
 
 
+def _reshape_face(image: np.ndarray, centre: tuple[float, float], scale: float, amount: float) -> np.ndarray:
+    """A keyframe's paint that moved the features: eyes and mouth pushed apart by ``amount`` px."""
+    import cv2
+
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = centre
+    g = np.exp(-(((xs - cx) / (45 * scale)) ** 2 + ((ys - cy) / (55 * scale)) ** 2))
+    mapx = xs - amount * g * np.sign(xs - cx) * np.minimum(1, np.abs(xs - cx) / (15 * scale))
+    mapy = ys - amount * g * np.sign(ys - cy) * np.minimum(1, np.abs(ys - cy) / (15 * scale))
+    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def locks(detector, landmarker, quick: bool) -> None:
+    """The face lock's effect (landmark error of the result against the source's, locked vs not,
+    and what changed outside the faces), and each lock's cost per frame at 1920x1080."""
+    from engine.colour import Colour
+    from engine.job import Locks
+    from engine.lock_stage import LockStage
+    from engine.locks import face_regions
+
+    colour = Colour()
+
+    def working(rgb8: np.ndarray) -> np.ndarray:
+        return colour.convert(rgb8.astype(np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)", "ACEScg")
+
+    def marks(image: np.ndarray) -> list[np.ndarray]:
+        rgb8 = (np.clip(colour.to_display(image[..., :3], "sRGB - Display", "Un-tone-mapped"), 0, 1) * 255 + 0.5)
+        return [f.landmarks[:, :2] for f in detect_faces(rgb8.astype(np.uint8), detector, landmarker)]
+
+    back = scenes.background(W, H)
+    print("\nFace lock: a keyframe's paint moved each face's eyes and mouth by 7 px (plus a warm grade);")
+    print(f"{'faces':>5} {'height px':>9} {'unlocked err px':>16} {'locked err px':>14} {'changed outside':>16}")
+    stage = LockStage(Locks(faces=True), colour)
+    for count, height in ((1, 160), (8, 110)) if not quick else ((8, 110),):
+        places = scenes.grid(W, H, count, float(height))
+        source = working(scenes.render(back, places))
+        painted = source
+        for p in places:
+            painted = _reshape_face(painted, (p.x, p.y - 5 * height / scenes.FACE_HEIGHT), height / scenes.FACE_HEIGHT,
+                                    7.0 * height / 110.0)
+        result = colour.cdl(painted, slope=[1.15, 1.0, 0.8])
+        locked = stage.apply(1001, source, result)
+        truth = marks(source)
+        def error(image: np.ndarray) -> float:
+            found = marks(image)
+            return float(np.mean([min(np.linalg.norm(f - t, axis=1).mean() for f in found) for t in truth]))
+        region = np.zeros((H, W), dtype=bool)
+        for weight, _ in face_regions(truth, W, H):
+            region |= weight > 0
+        outside = float(np.abs(locked - result)[~region].max())
+        print(f"{count:5d} {height:9d} {error(result):16.2f} {error(locked):14.2f} {outside:16.1e}")
+
+    body = cv2_resize(scenes.astronaut(), (1080, 1080))
+    frame = working(np.ascontiguousarray(np.pad(body, ((0, 0), (420, 420), (0, 0)), mode="edge")))
+    graded = colour.cdl(frame, slope=[1.1, 1.0, 0.9])
+    print("\nLock cost per 1920x1080 frame on CPU (one person; analysis included), frames/s:")
+    for name in ("faces", "bodies", "poses", "blocking"):
+        stage = LockStage(Locks(**{name: True}), colour)
+        stage.apply(0, frame, graded)
+        n = 2 if quick else 5
+        start = time.perf_counter()
+        for i in range(n):
+            stage.apply(i, frame, graded)
+        print(f"  locks.{name:9s} {n / (time.perf_counter() - start):7.2f}")
+
+
+def cv2_resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--only", choices=("faces", "tracking", "speed", "locks"), help="run one part")
     args = parser.parse_args()
     detector, landmarker = FaceDetector(threads=args.threads), FaceLandmarker(threads=args.threads)
     reference = detect_faces(scenes.astronaut(), detector, landmarker)[0].landmarks
-    accuracy(detector, landmarker, reference, args.quick)
-    identities(detector, landmarker, args.quick)
-    jitter(detector, landmarker, reference)
-    tracking_accuracy(args.quick)
-    speed(detector, landmarker, args.threads, args.quick)
+    if args.only in (None, "faces"):
+        accuracy(detector, landmarker, reference, args.quick)
+        identities(detector, landmarker, args.quick)
+        jitter(detector, landmarker, reference)
+    if args.only in (None, "tracking"):
+        tracking_accuracy(args.quick)
+    if args.only in (None, "speed"):
+        speed(detector, landmarker, args.threads, args.quick)
+    if args.only in (None, "locks"):
+        locks(detector, landmarker, args.quick)
 
 
 if __name__ == "__main__":
