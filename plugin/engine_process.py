@@ -181,7 +181,8 @@ class EngineProcess:
 
 
 def run_preview(source: str, frames: list[int], out_pattern: str, *, size: int = 480, result: bool = False,
-                colorspace: str | None = None, retake: list[str] | None = None, timeout: float = 120.0) -> list[str]:
+                colorspace: str | None = None, retake: list[str] | None = None, timeout: float = 120.0,
+                overlays: list[str] | None = None) -> list[str]:
     """Display PNGs of ``frames`` of a plate or job, made by ``retake preview``; the files written.
 
     ``out_pattern`` holds ``####`` when there are several frames. HostError carries
@@ -194,11 +195,28 @@ def run_preview(source: str, frames: list[int], out_pattern: str, *, size: int =
         command.append("--result")
     if colorspace:
         command += ["--colorspace", colorspace]
+    for overlay in overlays or []:
+        command += ["--overlay", overlay]
+    return _run_engine(command, f"cannot make a preview of {source}", timeout)
+
+
+def run_track_faces(plate: str, out: str, *, colorspace: str | None = None, retake: list[str] | None = None,
+                    timeout: float = 3600.0) -> list[str]:
+    """``retake track faces PLATE --out OUT`` (JSON for the panel's overlay); the files written."""
+    command = (retake or find_retake()) + ["track", "faces", plate, "--out", out, "--progress", "none"]
+    if colorspace:
+        command += ["--colorspace", colorspace]
+    _run_engine(command, f"cannot track the faces of {plate}", timeout)
+    return [out]
+
+
+def _run_engine(command: list[str], what: str, timeout: float) -> list[str]:
+    """Run a short engine command; its stdout lines, or HostError with the engine's own message."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_child_env(),
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise HostError(f"cannot make a preview of {source}: {error}", hint="check RETAKE_HOME") from None
+        raise HostError(f"{what}: {error}", hint="check RETAKE_HOME") from None
     if done.returncode != 0:
         message = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}"
         raise HostError(message.removeprefix("retake: error: ").removeprefix("retake: "))

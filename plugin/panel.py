@@ -213,7 +213,16 @@ class RetakePanel(QWidget):
         self.mode_combo = QComboBox()
         self.mode_combo.addItems(["wipe", "side by side"])
         self.mode_combo.currentTextChanged.connect(self.wipe.set_mode)
-        for widget in (QLabel("Frame"), self.preview_frame, self.preview_button, self.mode_combo):
+        # Face tracks over the plate (the engine's `retake track faces`, drawn by `retake preview --overlay`).
+        self.track_button = QPushButton("Track faces")
+        self.track_button.setToolTip("find and follow up to 8 faces over the plate, to show their tracks here")
+        self.track_button.clicked.connect(self.track_faces)
+        self.tracks_check = QCheckBox("Show tracks")
+        self.tracks_check.setEnabled(False)
+        self.tracks_check.toggled.connect(lambda _on: self.request_preview(self.preview_frame.value()))
+        self.tracks_path: str | None = None
+        for widget in (QLabel("Frame"), self.preview_frame, self.preview_button, self.mode_combo, self.track_button,
+                       self.tracks_check):
             preview_row.addWidget(widget)
         preview_row.addStretch(1)
         preview_layout.addLayout(preview_row)
@@ -338,6 +347,12 @@ class RetakePanel(QWidget):
         self.output_edit.setText(settings.output_path)
 
     def set_plate(self, plate: PlateRef, notes: tuple[str, ...] = ()) -> None:
+        if self.plate_ref is None or self.plate_ref.path != plate.path:
+            self.tracks_path = None   # tracks belong to the plate they were made on
+            self.tracks_check.blockSignals(True)
+            self.tracks_check.setChecked(False)
+            self.tracks_check.setEnabled(False)
+            self.tracks_check.blockSignals(False)
         self.plate_ref = plate
         size = f" · {plate.width}×{plate.height}" if plate.width and plate.height else ""
         space = plate.colorspace or "colour space from the file"
@@ -484,13 +499,35 @@ class RetakePanel(QWidget):
         self._before = self._after = None
         self.wipe.caption = f"frame {frame}: making the preview…"
         self.wipe.update()
+        overlays = [self.tracks_path] if self.tracks_path and self.tracks_check.isChecked() else None
         self.previews.request(f"before:{frame}", self.plate_ref.path, [frame],
-                              os.path.join(self.scratch, f"before.{frame}.png"), colorspace=self.plate_ref.colorspace)
+                              os.path.join(self.scratch, f"before.{frame}{'.tracks' if overlays else ''}.png"),
+                              colorspace=self.plate_ref.colorspace, overlays=overlays)
         if self.prepared is not None and self.state == "done":
             self.previews.request(f"after:{frame}", self.prepared.job_path, [frame],
                                   os.path.join(self.scratch, f"after.{frame}.png"), result=True)
 
+    def track_faces(self) -> None:
+        """Track the plate's faces in the engine (off the UI thread); the tracks then show over the preview."""
+        if self.plate_ref is None:
+            self.show_error("open a plate first: faces are tracked over the plate")
+            return
+        self.track_button.setEnabled(False)
+        self.track_button.setText("Tracking faces…")
+        self.previews.track_faces("tracks", self.plate_ref.path, os.path.join(self.scratch, "faces.json"),
+                                  colorspace=self.plate_ref.colorspace)
+
     def _preview_ready(self, tag: str, paths: list) -> None:
+        if tag == "tracks":
+            self.tracks_path = paths[0]
+            self.track_button.setEnabled(True)
+            self.track_button.setText("Track faces")
+            self.tracks_check.setEnabled(True)
+            if self.tracks_check.isChecked():
+                self.request_preview(self.preview_frame.value())
+            else:
+                self.tracks_check.setChecked(True)   # toggled -> a new preview with the tracks
+            return
         if tag == "thumbs":
             by_frame = {int(os.path.basename(p).split(".")[1]): p for p in paths}
             for row in range(self.table.rowCount()):
@@ -510,6 +547,11 @@ class RetakePanel(QWidget):
         self.wipe.set_images(self._before, self._after, caption)
 
     def _preview_failed(self, tag: str, message: str) -> None:
+        if tag == "tracks":
+            self.track_button.setEnabled(True)
+            self.track_button.setText("Track faces")
+            self.show_error(f"face tracking: {message}")
+            return
         self.show_error(f"preview: {message}")
 
     # -- render ------------------------------------------------------------

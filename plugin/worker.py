@@ -9,11 +9,11 @@ frame, so a cancel is honoured within one frame and leaves only whole frames.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Signal
 
-from plugin.engine_process import EngineProcess, run_preview
+from plugin.engine_process import EngineProcess, run_preview, run_track_faces
 from plugin.hosts.base import HostError
 
 
@@ -62,11 +62,18 @@ class PreviewWorker(QObject):
         self._threads: list[threading.Thread] = []
 
     def request(self, tag: str, source: str, frames: list[int], out_pattern: str, *, size: int = 480,
-                result: bool = False, colorspace: str | None = None) -> None:
+                result: bool = False, colorspace: str | None = None, overlays: list[str] | None = None) -> None:
+        self._start(tag, lambda: run_preview(source, frames, out_pattern, size=size, result=result,
+                                             colorspace=colorspace, retake=self.retake, overlays=overlays))
+
+    def track_faces(self, tag: str, plate: str, out: str, *, colorspace: str | None = None) -> None:
+        """``retake track faces`` on a thread; ``ready(tag, [out])`` when the JSON is written."""
+        self._start(tag, lambda: run_track_faces(plate, out, colorspace=colorspace, retake=self.retake))
+
+    def _start(self, tag: str, job: Callable[[], list[str]]) -> None:
         def work() -> None:
             try:
-                paths = run_preview(source, frames, out_pattern, size=size, result=result, colorspace=colorspace,
-                                    retake=self.retake)
+                paths = job()
             except HostError as error:
                 self.failed.emit(tag, str(error))
                 return

@@ -121,3 +121,40 @@ def test_retake_panel_opens_the_standalone_window(plate: str, monkeypatch: pytes
     assert window.plate_ref.colorspace == "ACEScg" and window.plate_ref.first == 1001
     wait_for(lambda: not window.previews.busy(), what="the previews")
     dispose(window)
+
+
+def test_track_faces_then_show_the_tracks_over_the_plate(tmp_path: Path) -> None:
+    """Track faces runs the engine off the UI thread; the preview then has the faces' landmarks drawn."""
+    import numpy as np
+    from PySide6.QtGui import QImage
+
+    from engine.analysis import models
+    from engine.colour import Colour
+    from engine.io.aces_exr import write_exr
+    from engine.io.header import AP1
+    from tests import analysis_scenes as scenes
+
+    if any(s.state != "ok" for s in models.model_status()):
+        pytest.skip("analysis models not installed; run `retake models --install` (./setup.sh does it)")
+    colour = Colour()
+    back = scenes.background(480, 270)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(3):
+        srgb = scenes.render(back, [scenes.Placement(160 + 4 * i, 130, 110)]).astype(np.float32) / 255.0
+        write_exr(str(folder / f"faces.{1001 + i:04d}.exr"), colour.convert(srgb, "sRGB Encoded Rec.709 (sRGB)", "ACEScg"),
+                  chromaticities=AP1, aces_container=False, frame=1001 + i)
+    panel = _panel(StandaloneHost(str(folder / "faces.####.exr"), colorspace="ACEScg"))
+    assert panel.load_from_host(), panel.error_text()
+    wait_for(lambda: not panel.wipe.before.isNull(), what="the plate preview")
+    plain = panel.wipe.before.convertToFormat(QImage.Format.Format_RGB888)
+    assert not panel.tracks_check.isEnabled()
+    panel.track_faces()
+    wait_for(lambda: panel.tracks_check.isChecked() and panel.track_button.isEnabled(), what="the face tracks")
+    wait_for(lambda: panel._before is not None and panel._before.endswith(".tracks.png"), what="the tracked preview")
+    wait_for(lambda: panel.wipe.before.convertToFormat(QImage.Format.Format_RGB888) != plain,
+             what="the preview with tracks")
+    screenshot(panel, "7-face-tracks")
+    panel.tracks_check.setChecked(False)
+    wait_for(lambda: panel._before is not None and not panel._before.endswith(".tracks.png"), what="tracks hidden")
+    dispose(panel)

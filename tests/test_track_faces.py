@@ -127,3 +127,30 @@ def test_unknown_output_format_is_refused_before_any_work(face_plate: str, tmp_p
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["track", "faces", face_plate, "--out", str(tmp_path / "faces.txt")]) == 2
     assert ".json" in capsys.readouterr().err
+
+
+def test_preview_draws_the_tracks_over_the_plate(face_plate: str, exported: dict[str, Path], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """What the panels show with "Show tracks": each face's landmarks in its identity's colour."""
+    import OpenImageIO as oiio
+
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    assert main(["preview", face_plate, "--frame", "1003", "--out", str(plain), "--size", "640"]) == 0
+    assert main(["preview", face_plate, "--frame", "1003", "--out", str(marked), "--size", "640",
+                 "--overlay", str(exported["json"])]) == 0
+    a = oiio.ImageBuf(str(plain)).get_pixels(oiio.UINT8).astype(int)
+    b = oiio.ImageBuf(str(marked)).get_pixels(oiio.UINT8).astype(int)
+    data = json.loads(exported["json"].read_text())
+    faces = next(e for e in data["frames"] if e["frame"] == 1003)["faces"]
+    assert len(faces) == 2
+    for face in faces:
+        nose = np.asarray(face["landmarks"])[data["key_landmarks"]["nose_tip"], :2]
+        x, y = int(nose[0]), int(nose[1])
+        assert np.abs(b[y - 2:y + 3, x - 2:x + 3] - a[y - 2:y + 3, x - 2:x + 3]).max() > 60, face["id"]
+    changed = np.abs(b - a).max(axis=2) > 0
+    assert changed.mean() < 0.1 and not changed[:, :60].any()   # only over the faces, not the empty left edge
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    assert main(["preview", face_plate, "--frame", "1003", "--out", str(tmp_path / "x.png"),
+                 "--overlay", str(bad)]) == 2
+    assert "not a Retake track file" in capsys.readouterr().err

@@ -8,6 +8,7 @@ colour space -> the working space (ACEScg) -> the SDR display/view through OCIO.
     retake preview PLATE --frame 1001 --out thumb.png [--size 480] [--colorspace NAME]
     retake preview JOB.json --frame 1001 --frame 1040 --out before.####.png
     retake preview JOB.json --result --frame 1010 --out after.png      # the job's output
+    retake preview PLATE --frame 1001 --out t.png --overlay faces.json  # with tracks drawn over
 
 Prints each written file on stdout, one per line.
 """
@@ -30,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=480, help="the longest edge in pixels (default 480)")
     parser.add_argument("--result", action="store_true", help="with a job: show the job's output, not its plate")
     parser.add_argument("--colorspace", help="the source's OCIO colour space (default: the job's, else the file's)")
+    parser.add_argument("--overlay", action="append", default=[], metavar="TRACKS.json",
+                        help="draw a `retake track` JSON file (faces, planar, camera) over the frame; repeatable")
     parser.set_defaults(func=_cmd_preview)
 
 
@@ -77,6 +80,8 @@ def _cmd_preview(args: argparse.Namespace) -> int:
         raise InputError("--result needs a job file as the source", path=args.source,
                          hint="give the job (.json) whose output you want to see")
     colour = Colour(config)
+    from engine.analysis.overlay import load_tracks
+    overlays = [load_tracks(p) for p in args.overlay]
     several = len(args.frame) > 1
     with open_plate(path, first=first, last=last, part=part, view=view) as plate:
         space = colour.resolve_colorspace(colorspace) if colorspace else colour.colorspace_for_header(plate.info.header)
@@ -85,17 +90,19 @@ def _cmd_preview(args: argparse.Namespace) -> int:
             pixels = plate.read(frame)
             rgb = pixels[..., :3] if pixels.shape[-1] >= 3 else pixels[..., :1].repeat(3, axis=-1)
             display = colour.to_display(colour.to_working(rgb, space))
-            _write_png(target, display, args.size, plate.info.header.pixel_aspect)
+            _write_png(target, display, args.size, plate.info.header.pixel_aspect, overlays, frame)
             print(target)
     return 0
 
 
-def _write_png(path: str, display: "np.ndarray", size: int, pixel_aspect: float) -> None:
+def _write_png(path: str, display: "np.ndarray", size: int, pixel_aspect: float,
+               overlays: list | None = None, frame: int = 0) -> None:
     """Write display code values as an 8-bit sRGB-display PNG, the longest edge ``size`` px.
 
     display: (H, W, 3) float32 display-encoded (the SDR view's output, nominally
     0..1); clipped to 0..1 here, because a PNG holds display values only. Anamorphic
-    plates are shown unsqueezed (``pixel_aspect``).
+    plates are shown unsqueezed (``pixel_aspect``). ``overlays``: track files
+    (``engine.analysis.overlay``) drawn at ``frame`` after the resize, so lines stay crisp.
     """
     import numpy as np
     import OpenImageIO as oiio
@@ -112,7 +119,11 @@ def _write_png(path: str, display: "np.ndarray", size: int, pixel_aspect: float)
         # OIIO's filtered resize averages over the footprint: a thumbnail does not alias.
         source = oiio.ImageBufAlgo.resize(source, roi=oiio.ROI(0, out_w, 0, out_h, 0, 1, 0, 3))
     pixels = np.clip(np.asarray(source.get_pixels(oiio.FLOAT)), 0.0, 1.0)
-    code = np.round(pixels * 255.0).astype(np.uint8)
+    code = np.ascontiguousarray(np.round(pixels * 255.0).astype(np.uint8))
+    if overlays:
+        from engine.analysis.overlay import draw_tracks
+        for data in overlays:
+            draw_tracks(code, data, frame, out_w / width, out_h / height)
     with atomic_output(path) as tmp:
         out = oiio.ImageOutput.create(tmp)
         if out is None:
