@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_decode, acescct_encode
-from engine.flow import forward_backward, warp
+from engine.flow import forward_backward, warp, warp_sharp
 
 __all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
            "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend", "normalised_conv",
@@ -190,8 +190,10 @@ def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tu
     values, confidence (B, 1, H, W) in [0, 1]).
     """
     flow = gaussian_blur(d.chain.flow, p.flow_sigma)
-    kw = acescct_encode(warp(d.key_image, flow))
-    sw = acescct_encode(warp(d.key_source, flow))
+    # Warped in ACEScct with a sharp (bicubic, range-clamped) sampler: the edit's detail
+    # stays crisp, and a highlight cannot ring into its dark surround.
+    kw = warp_sharp(acescct_encode(d.key_image), flow)
+    sw = warp_sharp(acescct_encode(d.key_source), flow)
     se = acescct_encode(source)
     residual = kw - sw
     estimate = kw + p.carry_source * (se - sw)
