@@ -98,7 +98,7 @@ class SynthParams:
         s = (min(max(structure, 1), 9) - 1) / 8.0
         side = float(max(width, height))
         return cls(
-            flow_sigma=(1.0 - m) ** 2 * 0.02 * side,
+            flow_sigma=(1.0 - m) ** 3 * 0.02 * side,
             fb_beta=2.0 + (0.3 - 2.0) * m,
             tau=0.20 + (0.05 - 0.20) * m,
             carry_source=min(1.0, 2.0 * s),
