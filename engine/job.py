@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -31,9 +32,27 @@ INTERPOLATIONS = ("smooth", "linear", "constant")
 LOCK_NAMES = ("faces", "bodies", "poses", "blocking")
 _RESOLUTION_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 
+@dataclass(frozen=True)
+class Number:
+    """A numeric transform parameter in [lo, hi] (``integer``: whole numbers only)."""
+
+    lo: float
+    hi: float
+    integer: bool = False
+
+
+# Parameter kinds besides choices (a tuple) and ``Number``: a file the transformation
+# reads (resolved against the job file's folder, protected and stamped like a keyframe
+# image), the four corners of a quad on a frame ([x1, y1, ..., x4, y4], plate pixels,
+# y down), and an absolute frame number of the plate.
+PATH = "path"
+QUAD = "quad"
+FRAME = "frame"
+
 # What each transformation accepts in ``transform`` besides its name:
-# parameter -> (allowed values or python type, default). Pure data, so a host
-# panel can build its controls without importing the engine's heavy modules.
+# parameter -> (kind, default); kind: a tuple of allowed values, ``Number``, PATH, QUAD
+# or FRAME. A default of None makes a parameter required. Pure data, so a host panel
+# can build its controls without importing the engine's heavy modules.
 TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     "grade": {
         "interpolation": (INTERPOLATIONS, "smooth"),
@@ -43,6 +62,26 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # "dis": OpenCV DIS on the CPU, the fast reference/fallback).
     "propagate": {
         "flow": (("torch", "dis"), "torch"),
+    },
+    # The plate's camera move (background motion, engine.analysis.camera) given to
+    # another picture: a still or plate ``target`` (a matte painting, a CG render) moves
+    # as the plate's camera did from ``reference`` on, with ``shutter`` (fraction of a
+    # frame, 0 = none) of motion blur (engine.transforms.camera_transfer).
+    "camera_transfer": {
+        "target": (PATH, None),
+        "reference": (FRAME, None),
+        "shutter": (Number(0.0, 1.0), 0.5),
+    },
+    # A product's surface, marked as a quad on the ``reference`` frame, tracked across the
+    # plate (engine.analysis.planar) and replaced by ``image``, lit like the surface it
+    # replaces, kept behind what passes in front of it, with the plate's motion blur
+    # (engine.transforms.product_swap).
+    "product_swap": {
+        "image": (PATH, None),
+        "quad": (QUAD, None),
+        "reference": (FRAME, None),
+        "match_light": (("on", "off"), "on"),
+        "shutter": (Number(0.0, 1.0), 0.5),
     },
 }
 
@@ -132,10 +171,15 @@ class Job:
         return _drop_none(json.loads(json.dumps(data)))
 
     def input_paths(self) -> list[str]:
-        """Every file path the job reads besides the plate (keyframe images and references)."""
+        """Every file path the job reads besides the plate (keyframe images, references, and
+        the transformation's own files)."""
         paths: list[str] = []
         for key in self.keyframes:
             paths += [p for p in (key.image, key.reference) if p]
+        for name, (kind, _default) in TRANSFORM_PARAMS.get(self.transform.name, {}).items():
+            value = self.transform.params.get(name)
+            if kind == PATH and isinstance(value, str):
+                paths.append(value)
         return paths
 
 
@@ -340,7 +384,55 @@ def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple
     return tuple(sorted(keys, key=lambda k: k.frame))
 
 
-def _parse_transform(data: Any, errors: _Errors) -> Transform:
+def _parse_param(kind: Any, value: Any, where: str, errors: _Errors, base_dir: Path | None) -> tuple[bool, Any]:
+    """(ok, the value as the engine takes it) for one transform parameter. Panels send text,
+    so numbers and quads are also read from strings ("0.5", "10,20, 90,20, 90,80, 10,80")."""
+    if isinstance(kind, tuple):
+        if value not in kind:
+            errors.add(where, value, "one of " + ", ".join(f'"{c}"' for c in kind))
+            return False, None
+        return True, value
+    if isinstance(kind, Number) or kind == FRAME:
+        number: Any = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        integer = kind == FRAME or kind.integer
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) \
+                or (integer and float(number) != int(number)):
+            errors.add(where, value, "a frame number" if kind == FRAME else
+                       ("a whole number" if integer else "a number") + (f" from {kind.lo:g} to {kind.hi:g}"
+                                                                          if isinstance(kind, Number) else ""))
+            return False, None
+        if isinstance(kind, Number) and not kind.lo <= number <= kind.hi:
+            errors.add(where, value, f"a number from {kind.lo:g} to {kind.hi:g}")
+            return False, None
+        return True, int(number) if integer else float(number)
+    if kind == PATH:
+        if not isinstance(value, str) or not value.strip():
+            errors.add(where, value, "a file path")
+            return False, None
+        return True, _resolve_path(value.strip(), base_dir)
+    if kind == QUAD:
+        corners: Any = value
+        if isinstance(value, str):
+            try:
+                corners = [float(v) for v in value.replace(";", ",").split(",") if v.strip()]
+            except ValueError:
+                corners = None
+        if isinstance(corners, list) and len(corners) == 4 and all(isinstance(c, list) for c in corners):
+            corners = [v for c in corners for v in c]
+        if not isinstance(corners, list) or len(corners) != 8 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in corners):
+            errors.add(where, value, "4 corners [x1, y1, x2, y2, x3, y3, x4, y4] in plate pixels (y down)")
+            return False, None
+        return True, [float(v) for v in corners]
+    return True, value
+
+
+def _parse_transform(data: Any, errors: _Errors, base_dir: Path | None = None) -> Transform:
     path = "$.transform"
     if isinstance(data, str):
         data = {"name": data}
@@ -353,20 +445,54 @@ def _parse_transform(data: Any, errors: _Errors) -> Transform:
         return Transform(str(name))
     allowed = TRANSFORM_PARAMS[name]
     params: dict[str, Any] = {}
+    given: set[str] = set()
     for key, value in data.items():
         if key == "name":
             continue
         if key not in allowed:
             errors.items.append(f"{path}.{key}: unknown parameter of {name}; allowed: {', '.join(allowed) or 'none'}")
             continue
+        given.add(key)
         kind, _default = allowed[key]
-        if isinstance(kind, tuple) and value not in kind:
-            errors.add(f"{path}.{key}", value, "one of " + ", ".join(f'"{c}"' for c in kind))
+        ok, parsed = _parse_param(kind, value, f"{path}.{key}", errors, base_dir)
+        if ok:
+            params[key] = parsed
+    for key, (kind, default) in allowed.items():
+        if key in given:
             continue
-        params[key] = value
-    for key, (_kind, default) in allowed.items():
-        params.setdefault(key, default)
+        if default is None:
+            errors.items.append(f"{path}.{key}: required by {name} ({_describe_kind(kind)})")
+            continue
+        params[key] = default
     return Transform(name, params)
+
+
+def _param_schema(kind: Any, default: Any) -> dict[str, Any]:
+    """The JSON Schema of one transform parameter (the published schema: ``retake schema``)."""
+    if isinstance(kind, tuple):
+        schema: dict[str, Any] = {"enum": list(kind)}
+    elif isinstance(kind, Number):
+        schema = {"type": "integer" if kind.integer else "number", "minimum": kind.lo, "maximum": kind.hi}
+    elif kind == FRAME:
+        schema = {"type": "integer"}
+    elif kind == PATH:
+        schema = {"type": "string", "minLength": 1}
+    elif kind == QUAD:
+        schema = {"type": "array", "items": {"type": "number"}, "minItems": 8, "maxItems": 8,
+                  "description": "x1, y1, ..., x4, y4 in plate pixels, y down, in order around the quad"}
+    else:
+        schema = {}
+    schema["description"] = schema.get("description", _describe_kind(kind))
+    return schema | ({"default": default} if default is not None else {})
+
+
+def _describe_kind(kind: Any) -> str:
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(f'"{c}"' for c in kind)
+    if isinstance(kind, Number):
+        return f"a number from {kind.lo:g} to {kind.hi:g}"
+    return {PATH: "a file path", QUAD: "4 corners [x1, y1, ..., x4, y4] in plate pixels",
+            FRAME: "a frame number of the plate"}.get(kind, str(kind))
 
 
 def _parse_output(data: Any, errors: _Errors, base_dir: Path | None) -> OutputSpec:
@@ -420,7 +546,7 @@ def parse_job(data: Any, base_dir: str | Path | None = None) -> Job:
         if name in locks_d and not isinstance(locks_d[name], bool):
             errors.add(f"$.locks.{name}", locks_d[name], "true or false")
     locks = Locks(**{n: bool(locks_d.get(n, False)) is True for n in LOCK_NAMES})
-    transform = _parse_transform(d.get("transform", {"name": "grade"}), errors)
+    transform = _parse_transform(d.get("transform", {"name": "grade"}), errors, base)
     output = _parse_output(d.get("output", {}), errors, base)
     ocio = _str(d, "ocio", "$", errors)
     if ocio is not None and not ocio.startswith("ocio://"):
@@ -549,13 +675,10 @@ JOB_SCHEMA: dict[str, Any] = {
                 {
                     "type": "object",
                     "additionalProperties": False,
-                    "required": ["name"],
+                    "required": ["name"] + [key for key, (_kind, default) in params.items() if default is None],
                     "properties": {
                         "name": {"const": name},
-                        **{
-                            key: ({"enum": list(kind)} if isinstance(kind, tuple) else {}) | {"default": default}
-                            for key, (kind, default) in params.items()
-                        },
+                        **{key: _param_schema(kind, default) for key, (kind, default) in params.items()},
                     },
                 }
                 for name, params in TRANSFORM_PARAMS.items()

@@ -37,7 +37,7 @@ from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
 from engine.lock_stage import LockStage
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import STRUCTURE_KEEPING, TransformContext, build_transform
+from engine.transforms import NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -283,10 +283,11 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 colour=colour, plate=info, device=device.type, source=read_source, size=(out_w, out_h),
                 frames=(info.first, info.last), cancelled=options.cancel.is_set))
             locks = None
-            if job.transform.name in STRUCTURE_KEEPING:
+            if job.transform.name in STRUCTURE_KEEPING | NOT_THE_PLATE:
                 if any(getattr(job.locks, name) for name in LOCK_NAMES):
-                    warnings.append(f"locks are not used by {job.transform.name!r}: it changes colour only, so the "
-                                    "source's faces, bodies, poses and blocking are kept anyway")
+                    why = ("it changes colour only, so the source's faces, bodies, poses and blocking are kept anyway"
+                           if job.transform.name in STRUCTURE_KEEPING else "its picture is not the plate's")
+                    warnings.append(f"locks are not used by {job.transform.name!r}: {why}")
             else:
                 locks = LockStage.from_locks(job.locks, colour, device.type)
             progress.emit({"event": "start", "device": describe_device(device), "frames": [first, last],

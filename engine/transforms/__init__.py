@@ -61,10 +61,27 @@ def _build_propagate(job: Job, context: TransformContext) -> FrameTransform:
 # Transformations that change colour only: the source's structure survives them everywhere,
 # so the pipeline's lock stage (engine.lock_stage) has nothing to hold and is skipped.
 STRUCTURE_KEEPING = frozenset({"grade"})
+# Transformations whose output is another picture (the plate only drives them): locks, which
+# hold the plate's people, do not apply to them either.
+NOT_THE_PLATE = frozenset({"camera_transfer"})
+
+def _build_camera_transfer(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.camera_transfer import CameraTransferTransform
+
+    return CameraTransferTransform.from_job(job, context)
+
+
+def _build_product_swap(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.product_swap import ProductSwapTransform
+
+    return ProductSwapTransform.from_job(job, context)
+
 
 BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,
     "propagate": _build_propagate,
+    "camera_transfer": _build_camera_transfer,
+    "product_swap": _build_product_swap,
 }
 
 

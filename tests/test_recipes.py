@@ -1,0 +1,210 @@
+"""The tracking recipes on generated plates with a known answer: camera-motion transfer (a
+known pan, push and roll) and product swap (a known homography sequence with a crossing
+occluder), through the whole pipeline (job -> EXR frames)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.colour import Colour
+from engine.errors import JobError
+from engine.io.aces_exr import write_exr
+from engine.io.exr import read_image
+from engine.io.header import AP1
+from engine.job import parse_job
+from engine.pipeline import RunOptions, run_job
+from tests import analysis_scenes as scenes
+
+W, H = 640, 360
+
+
+@pytest.fixture(scope="module")
+def colour() -> Colour:
+    return Colour()
+
+
+def working(colour: Colour, rgb8: np.ndarray) -> np.ndarray:
+    return colour.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)",
+                          "ACEScg")
+
+
+def write_plate(folder: Path, frames: list[np.ndarray], colour: Colour, gains: list[float] | None = None) -> str:
+    """uint8 sRGB frames as an ACEScg EXR plate; ``gains``: a change of light per frame (linear)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        gain = 1.0 if gains is None else gains[i]
+        write_exr(str(folder / f"shot.{1001 + i:04d}.exr"), working(colour, frame) * np.float32(gain),
+                  chromaticities=AP1, aces_container=False, frame=1001 + i)
+    return str(folder / "shot.####.exr")
+
+
+def photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    from skimage import data
+
+    return cv2.resize(np.ascontiguousarray(getattr(data, name)()[..., :3]), size, interpolation=cv2.INTER_AREA)
+
+
+def render(spec: dict, tmp_path: Path, name: str) -> list[np.ndarray]:
+    spec = dict(spec, output={"path": str(tmp_path / name / "out.####.exr")})
+    result = run_job(parse_job(spec), RunOptions())
+    return [read_image(str(tmp_path / name / f"out.{f:04d}.exr")) for f in result.rendered]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / max(np.mean((a - b) ** 2), 1e-12)))
+
+
+def cct(colour: Colour, image: np.ndarray) -> np.ndarray:
+    return colour.convert(np.ascontiguousarray(image[..., :3], dtype=np.float32), "ACES2065-1", "ACEScct")
+
+
+@pytest.mark.parametrize("kind", ["pan", "push", "roll"])
+def test_camera_transfer_moves_a_still_as_the_plate_camera_moved(kind: str, colour, tmp_path: Path) -> None:
+    scene = scenes.camera_scene(kind, count=8, foreground=True)   # an actor crosses the take
+    plate = write_plate(tmp_path / "plate", scene.frames, colour)
+    painting = photo("chelsea", (W, H))
+    target = tmp_path / "painting.exr"
+    write_exr(str(target), working(colour, painting), chromaticities=AP1, aces_container=False)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "camera_transfer", "target": str(target), "reference": 1001, "shutter": 0}}
+    out = render(spec, tmp_path, "sharp")
+    assert len(out) == 8
+    inner = (slice(40, H - 40), slice(60, W - 60))
+    for i, frame in enumerate(out):
+        truth = cv2.warpPerspective(working(colour, painting), np.linalg.inv(np.array([[1, 0, -.5], [0, 1, -.5], [0, 0, 1]])
+                                    @ scene.truth[i] @ np.array([[1, 0, .5], [0, 1, .5], [0, 0, 1]])),
+                                    (W, H), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        truth_aces = colour.convert(truth, "ACEScg", "ACES2065-1")
+        score = psnr(cct(colour, frame)[inner], cct(colour, truth_aces)[inner])
+        assert score > 30.0, f"{kind} frame {1001 + i}: {score:.1f} dB"
+
+
+def test_camera_transfer_blurs_along_the_motion(colour, tmp_path: Path) -> None:
+    """A horizontal pan (36 px a frame) with a 0.5 shutter smears stripes that cross the motion
+    and leaves stripes along it as sharp as without blur."""
+    scene = scenes.camera_scene("pan", count=6, foreground=False)
+    plate = write_plate(tmp_path / "plate", scene.frames, colour)
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    detail = {}
+    for name, stripes in (("across", np.sin(2 * np.pi * xs / 14.0)), ("along", np.sin(2 * np.pi * ys / 14.0))):
+        target = tmp_path / f"{name}.exr"
+        write_exr(str(target), np.repeat((0.18 * (1.3 + stripes))[..., None], 3, axis=2), chromaticities=AP1,
+                  aces_container=False)
+        spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+                "transform": {"name": "camera_transfer", "target": str(target), "reference": 1001}}
+        for shutter in (0.0, 0.5):
+            out = render(dict(spec, transform=dict(spec["transform"], shutter=shutter)), tmp_path, f"{name}{shutter}")
+            detail[name, shutter] = float(np.std(out[3][60:-60, 60:-160, 1]))
+    assert detail["across", 0.5] < 0.3 * detail["across", 0.0], detail
+    assert detail["along", 0.5] > 0.95 * detail["along", 0.0], detail
+
+
+def test_product_swap_follows_the_surface_and_stays_behind_the_occluder(colour, tmp_path: Path) -> None:
+    scene = scenes.planar_scene(W, H, count=10, occluder=True)
+    plate = write_plate(tmp_path / "plate", scene.frames, colour)
+    product = working(colour, photo("chelsea", (300, 200)))
+    image = tmp_path / "product.exr"
+    write_exr(str(image), product, chromaticities=AP1, aces_container=False)
+    quad = scene.corners[0]
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "product_swap", "image": str(image), "quad": quad.ravel().tolist(),
+                          "reference": 1001, "match_light": "off", "shutter": 0}}
+    out = render(spec, tmp_path, "swap")
+    rect = np.array([[0, 0], [300, 0], [300, 200], [0, 200]], dtype=np.float32)
+    shift = np.array([[1, 0, .5], [0, 1, .5], [0, 0, 1]])
+    for i, frame in enumerate(out):
+        h = cv2.getPerspectiveTransform(rect, scene.corners[i].astype(np.float32))
+        truth = cv2.warpPerspective(product, np.linalg.inv(shift) @ h @ shift, (W, H), flags=cv2.INTER_CUBIC)
+        inside = np.zeros((H, W), np.uint8)
+        cv2.fillPoly(inside, [np.round(scene.corners[i] - 0.5).astype(np.int32)], 1)
+        inside = cv2.erode(inside, None, iterations=4) > 0
+        source = working(colour, scene.frames[i])
+        got = colour.convert(np.ascontiguousarray(frame[..., :3]), "ACES2065-1", "ACEScg")
+        occluded = inside & (np.abs(source - colour.convert(
+            working(colour, scenes.planar_scene(W, H, count=10, occluder=False).frames[i]), "ACEScg", "ACEScg"))
+            .mean(axis=-1) > 0.02)
+        visible = inside & ~cv2.dilate(occluded.astype(np.uint8), None, iterations=6).astype(bool)
+        assert visible.sum() > 2000
+        err = np.abs(got - truth)[visible].mean() / np.abs(truth[visible]).mean()
+        assert err < 0.06, f"frame {1001 + i}: relative error {err:.3f} on the new product"
+        if occluded.sum() > 500:   # the occluder stays in front of the new product
+            core = cv2.erode(occluded.astype(np.uint8), None, iterations=3) > 0
+            # per pixel: the plate is kept (a stripe of the occluder's random colours can match the
+            # surface it hides, and then nothing can tell them apart: a few pixels may go either way)
+            kept = np.mean(np.abs(got - source)[core].mean(axis=-1) < 0.05 * np.abs(source[core]).mean(axis=-1))
+            assert kept > 0.85, f"frame {1001 + i}: only {kept:.0%} of the occluder kept in front"
+        outside = cv2.dilate(np.pad(inside, 0).astype(np.uint8), None, iterations=12) == 0
+        assert np.abs(got - source)[outside].max() < 2e-3   # half-float rounding only
+
+
+def test_product_swap_is_lit_like_the_surface_it_replaces(colour, tmp_path: Path) -> None:
+    scene = scenes.planar_scene(W, H, count=6, occluder=False)
+    gains = [1.0 - 0.12 * i for i in range(len(scene.frames))]   # the light on the set dims
+    plate = write_plate(tmp_path / "plate", scene.frames, colour, gains)
+    product = working(colour, photo("chelsea", (300, 200)))
+    image = tmp_path / "product.exr"
+    write_exr(str(image), product, chromaticities=AP1, aces_container=False)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "product_swap", "image": str(image), "quad": scene.corners[0].ravel().tolist(),
+                          "reference": 1001, "shutter": 0}}
+    out = render(spec, tmp_path, "lit")
+    levels = []
+    for i, frame in enumerate(out):
+        inside = np.zeros((H, W), np.uint8)
+        cv2.fillPoly(inside, [np.round(scene.corners[i] - 0.5).astype(np.int32)], 1)
+        inside = cv2.erode(inside, None, iterations=6) > 0
+        got = colour.convert(np.ascontiguousarray(frame[..., :3]), "ACES2065-1", "ACEScg")
+        old = working(colour, scene.frames[i]) * gains[i]
+        levels.append((got[inside].mean(), old[inside].mean()))
+    # matched on the reference frame, then dimming with the plate's light, frame by frame
+    assert abs(levels[0][0] / levels[0][1] - 1.0) < 0.05
+    ratios = [g / levels[0][0] for g, _ in levels]
+    light = [o / levels[0][1] for _, o in levels]
+    np.testing.assert_allclose(ratios, light, rtol=0.06)
+
+
+def test_recipe_parameters_are_validated(tmp_path: Path) -> None:
+    base = {"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")}}
+    with pytest.raises(JobError) as error:
+        parse_job(dict(base, transform={"name": "product_swap", "quad": [1, 2, 3], "shutter": 2,
+                                        "match_light": "maybe"}))
+    text = str(error.value)
+    for expected in ("$.transform.quad", "$.transform.shutter", "$.transform.match_light",
+                     "$.transform.image: required", "$.transform.reference: required"):
+        assert expected in text, text
+    job = parse_job(dict(base, transform={"name": "camera_transfer", "target": "paint.exr", "reference": "1001",
+                                          "shutter": "0.25"}), base_dir=tmp_path)
+    assert job.transform.params == {"target": str(tmp_path / "paint.exr"), "reference": 1001, "shutter": 0.25}
+    assert str(tmp_path / "paint.exr") in job.input_paths()
+
+
+@pytest.mark.parametrize("example", ["camera_transfer_job.json", "product_swap_job.json"])
+def test_examples_run_on_the_demo_plate(example: str, colour, tmp_path: Path) -> None:
+    """Each job under examples/ runs on `retake demo`'s plate (here 8 frames of it)."""
+    import json
+    import shutil
+
+    from engine import demo
+    from engine.job import load_job
+
+    root = Path(__file__).resolve().parents[1]
+    plate = tmp_path / "retake_demo" / "plate"
+    demo.write_demo_plate(plate, 8, colour)
+    # The demo's keyframes belong to its 48 frames; on 8 the examples only need pictures there.
+    keys = tmp_path / "retake_demo" / "keys"
+    keys.mkdir()
+    for frame in (1019, 1048):
+        write_exr(str(keys / f"key.{frame:04d}.exr"), working(colour, photo("chelsea", (960, 540))), chromaticities=AP1,
+                  aces_container=False)
+    (tmp_path / "examples").mkdir()
+    shutil.copy(root / "examples" / example, tmp_path / "examples" / example)
+    spec = json.loads((tmp_path / "examples" / example).read_text())
+    if "reference" in spec["transform"]:
+        spec["transform"]["reference"] = 1001
+    (tmp_path / "examples" / example).write_text(json.dumps(spec))
+    job = load_job(tmp_path / "examples" / example)
+    result = run_job(job, RunOptions())
+    assert len(result.rendered) == 8, result
