@@ -48,6 +48,8 @@ class Number:
 PATH = "path"
 QUAD = "quad"
 FRAME = "frame"
+ASPECT = "aspect"   # an aspect ratio "W:H" ("9:16", "2.39:1") or a number ("1.85")
+_ASPECT_RE = re.compile(r"^\s*([0-9]+(\.[0-9]+)?)\s*(:\s*([0-9]+(\.[0-9]+)?))?\s*$")
 
 # What each transformation accepts in ``transform`` besides its name:
 # parameter -> (kind, default); kind: a tuple of allowed values, ``Number``, PATH, QUAD
@@ -82,6 +84,17 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "reference": (FRAME, None),
         "match_light": (("on", "off"), "on"),
         "shutter": (Number(0.0, 1.0), 0.5),
+    },
+    # Another aspect ratio after the take, the crop following the subject (faces, else
+    # people, else the centre) on a smooth path that holds still while the subject does
+    # (engine.transforms.reframe). hold: the dead band, a share of the crop; smoothness:
+    # of the path (higher = slower moves); letterbox: a wider crop between black bars.
+    "reframe": {
+        "aspect": (ASPECT, "9:16"),
+        "subject": (("auto", "faces", "people", "centre"), "auto"),
+        "hold": (Number(0.0, 0.5), 0.1),
+        "smoothness": (Number(1.0, 1e6), 200.0),
+        "letterbox": (("off", "on"), "off"),
     },
 }
 
@@ -415,6 +428,12 @@ def _parse_param(kind: Any, value: Any, where: str, errors: _Errors, base_dir: P
             errors.add(where, value, "a file path")
             return False, None
         return True, _resolve_path(value.strip(), base_dir)
+    if kind == ASPECT:
+        match = _ASPECT_RE.match(str(value)) if isinstance(value, (str, int, float)) else None
+        if match is None or float(match.group(1)) <= 0 or (match.group(4) is not None and float(match.group(4)) <= 0):
+            errors.add(where, value, 'an aspect ratio "W:H" such as "9:16", "1:1", "4:5" or "2.39:1"')
+            return False, None
+        return True, str(value).strip()
     if kind == QUAD:
         corners: Any = value
         if isinstance(value, str):
@@ -477,6 +496,8 @@ def _param_schema(kind: Any, default: Any) -> dict[str, Any]:
         schema = {"type": "integer"}
     elif kind == PATH:
         schema = {"type": "string", "minLength": 1}
+    elif kind == ASPECT:
+        schema = {"type": "string", "pattern": _ASPECT_RE.pattern}
     elif kind == QUAD:
         schema = {"type": "array", "items": {"type": "number"}, "minItems": 8, "maxItems": 8,
                   "description": "x1, y1, ..., x4, y4 in plate pixels, y down, in order around the quad"}
@@ -492,7 +513,7 @@ def _describe_kind(kind: Any) -> str:
     if isinstance(kind, Number):
         return f"a number from {kind.lo:g} to {kind.hi:g}"
     return {PATH: "a file path", QUAD: "4 corners [x1, y1, ..., x4, y4] in plate pixels",
-            FRAME: "a frame number of the plate"}.get(kind, str(kind))
+            FRAME: "a frame number of the plate", ASPECT: 'an aspect ratio "W:H"'}.get(kind, str(kind))
 
 
 def _parse_output(data: Any, errors: _Errors, base_dir: Path | None) -> OutputSpec:

@@ -37,7 +37,7 @@ from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
 from engine.lock_stage import LockStage
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform
+from engine.transforms import NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -256,7 +256,9 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         if options.frames is not None and (first, last) != (info.first, info.last) and spec.container in ("mov", "mp4"):
             raise InputError("a movie output cannot be rendered in chunks", path=job.output.path,
                              hint="render the whole plate, or write an EXR sequence for farm chunks")
-        writer = open_writer(spec, colour, fps=fps, width=out_w, height=out_h, has_alpha=has_alpha)
+        # The transformation works on frames of (out_w, out_h); a reframe writes its crop.
+        write_w, write_h = output_size(job, out_w, out_h)
+        writer = open_writer(spec, colour, fps=fps, width=write_w, height=write_h, has_alpha=has_alpha)
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
                             extra_inputs or [])
@@ -293,7 +295,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
             progress.emit({"event": "start", "device": describe_device(device), "frames": [first, last],
                            "total": len(frames), "output": job.output.path, "writes": writer.describe(),
                            "source_colorspace": source_space if isinstance(source_space, str) else "chromaticities",
-                           "size": [out_w, out_h], "ocio": colour.config_name, "job_hash": digest})
+                           "size": [write_w, write_h], "ocio": colour.config_name, "job_hash": digest})
             for message in warnings:
                 progress.emit({"event": "warning", "message": message})
             rendered: list[int] = []

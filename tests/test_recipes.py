@@ -208,3 +208,71 @@ def test_examples_run_on_the_demo_plate(example: str, colour, tmp_path: Path) ->
     job = load_job(tmp_path / "examples" / example)
     result = run_job(job, RunOptions())
     assert len(result.rendered) == 8, result
+
+
+# --------------------------------------------------------------------------- reframe
+
+def test_reframe_path_holds_still_follows_smoothly_and_keeps_the_subject_safe() -> None:
+    from engine.transforms.reframe import SAFE, plan_path
+
+    rng = np.random.default_rng(0)
+    n = 120
+    still = 300 + rng.normal(0, 2.0, n)                      # a subject breathing in place
+    path = plan_path(still, crop=200, extent=640)
+    assert np.ptp(path) < 0.5, "the crop drifts while the subject stands still"
+    # walks across, pauses, walks back; detection jitter of 3 px
+    walk = np.concatenate([np.linspace(120, 520, 50), np.full(30, 520.0), np.linspace(520, 200, 40)])
+    seen = walk + rng.normal(0, 3.0, n)
+    path = plan_path(seen, crop=200, extent=640)
+    inside = np.abs(walk - path) <= SAFE * 100
+    assert inside.mean() >= 0.99, f"subject outside the safe area on {np.sum(~inside)} frame(s)"
+    acceleration = np.abs(np.diff(path, 2))
+    # bounded (an 8 px/frame walk stopping dead eases out at < 3 px/frame^2) and no jitter
+    assert acceleration.max() < 3.0, f"jerky path: {acceleration.max():.2f} px/frame^2"
+    assert np.sqrt(np.mean(acceleration ** 2)) < 0.5
+    assert (path >= 100).all() and (path <= 540).all()     # the crop never leaves the frame
+    assert np.ptp(path[56:76]) < 1.0                       # the pause is held
+
+
+def test_reframe_follows_a_moving_face_into_9_by_16(colour, tmp_path: Path) -> None:
+    from engine.analysis import models
+
+    if any(s.state != "ok" for s in models.model_status()):
+        pytest.skip("analysis models not installed; run `retake models --install` (./setup.sh does it)")
+    from engine.transforms.reframe import SAFE
+
+    back = scenes.background(W, H, seed=5)
+    xs = list(np.linspace(140, 500, 16)) + [500.0] * 16
+    frames = [scenes.render(back, [scenes.Placement(x, 170, 110)]) for x in xs]
+    plate = write_plate(tmp_path / "plate", frames, colour)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "reframe", "aspect": "9:16"}}
+    out = render(spec, tmp_path, "vertical")
+    assert len(out) == 32 and out[0].shape[:2] == (360, 202)
+    lefts = []
+    for i, frame in enumerate(out):
+        # the crop is whole pixels of the plate: find where it sits
+        source = colour.convert(working(colour, frames[i]), "ACEScg", "ACES2065-1")
+        errors = [np.abs(source[:, x:x + 202] - frame[..., :3]).mean() for x in range(0, W - 202 + 1)]
+        left = int(np.argmin(errors))
+        assert errors[left] < 2e-3
+        lefts.append(left)
+        assert abs(xs[i] - (left + 101)) <= SAFE * 101, f"frame {1001 + i}: the face left the safe area"
+    assert np.abs(np.diff(lefts, 2)).max() <= 4
+    assert np.ptp(lefts[-8:]) <= 1   # the face stops, so does the crop
+
+
+def test_reframe_letterbox_and_bad_ratios(colour, tmp_path: Path) -> None:
+    frames = [scenes.background(W, H, seed=i) for i in range(3)]
+    plate = write_plate(tmp_path / "plate", frames, colour)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "reframe", "aspect": "2.39:1", "letterbox": "on", "subject": "centre"}}
+    out = render(spec, tmp_path, "scope")
+    assert out[0].shape[:2] == (H, W)
+    bar = (H - 268) // 2
+    assert np.abs(out[0][:bar - 1]).max() == 0 and np.abs(out[0][-bar + 1:]).max() == 0
+    assert np.abs(out[0][bar + 2:H - bar - 2]).mean() > 0.01
+    with pytest.raises(JobError, match=r"\$.transform.aspect"):
+        parse_job(dict(spec, transform={"name": "reframe", "aspect": "tall"}, output={"path": str(tmp_path / "x.####.exr")}))
+    with pytest.raises(JobError, match="letterbox is for a wider ratio"):
+        render(dict(spec, transform={"name": "reframe", "aspect": "9:16", "letterbox": "on"}), tmp_path, "bad")

@@ -63,7 +63,19 @@ def _build_propagate(job: Job, context: TransformContext) -> FrameTransform:
 STRUCTURE_KEEPING = frozenset({"grade"})
 # Transformations whose output is another picture (the plate only drives them): locks, which
 # hold the plate's people, do not apply to them either.
-NOT_THE_PLATE = frozenset({"camera_transfer"})
+NOT_THE_PLATE = frozenset({"camera_transfer", "reframe"})
+
+
+def output_size(job: Job, width: int, height: int) -> tuple[int, int]:
+    """The size of the frames ``job``'s transformation makes from ``width`` x ``height`` working
+    frames: the same, except for a reframe (its crop, or its letterbox)."""
+    if job.transform.name == "reframe":
+        from engine.transforms.reframe import crop_size, parse_aspect
+
+        if job.transform.params.get("letterbox") == "on":
+            return width, height
+        return crop_size(parse_aspect(job.transform.params["aspect"]), width, height)
+    return width, height
 
 def _build_camera_transfer(job: Job, context: TransformContext) -> FrameTransform:
     from engine.transforms.camera_transfer import CameraTransferTransform
@@ -77,11 +89,18 @@ def _build_product_swap(job: Job, context: TransformContext) -> FrameTransform:
     return ProductSwapTransform.from_job(job, context)
 
 
+def _build_reframe(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.reframe import ReframeTransform
+
+    return ReframeTransform.from_job(job, context)
+
+
 BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,
     "propagate": _build_propagate,
     "camera_transfer": _build_camera_transfer,
     "product_swap": _build_product_swap,
+    "reframe": _build_reframe,
 }
 
 

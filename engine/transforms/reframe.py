@@ -1,0 +1,220 @@
+"""``reframe``: a new aspect ratio after the take, following the subject.
+
+The crop keeps the frame's full height (a narrower ratio: 9:16, 1:1, 4:5) or its full
+width (a wider one: 2.39:1), and slides along the other axis on a path planned over
+the whole plate before the first frame is written:
+
+1. **where the subject is**, per frame (analysis at up to 960 px): the faces
+   (full-range detector + landmarks; the largest face counts most), else the people
+   (soft person mask's centroid), else the frame's centre;
+2. **hold when still**: the target only moves when the subject leaves a dead band
+   around it (``hold``, a fraction of the crop), so a subject that breathes, talks
+   or shifts its weight leaves the frame locked off, as an operator would;
+3. **smooth** (a Whittaker smoother on second differences, ``smoothness``): no jitter,
+   bounded acceleration;
+4. **safe area**: wherever the smoothed path would leave the subject outside the
+   crop's safe area (its central ``SAFE`` share), the path is pulled back to it and
+   smoothed again, until the subject is inside on every frame it can be.
+
+``letterbox`` ``on`` puts a wider crop back into the source frame's size between
+black bars (alpha 0), as a 2.39:1 letterbox inside a 16:9 delivery.
+
+Frames in: (H, W, C) float32 ACEScg at the working size; out: the crop's size
+(``output_size``), same channels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.errors import JobError
+from engine.job import Job
+from engine.transforms import TransformContext
+
+__all__ = ["ReframeTransform", "parse_aspect", "crop_size", "plan_path", "SAFE"]
+
+SAFE = 0.8   # the share of the crop (about its centre) the subject must stay inside
+HOLD_FRAMES = 12   # a still subject for this many frames locks the crop off
+NAMED = {"9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5, "16:9": 16 / 9, "2.39:1": 2.39, "4:3": 4 / 3}
+
+
+def parse_aspect(text: str) -> float:
+    """"9:16", "2.39:1", "1.85" -> width / height; JobError naming $.transform.aspect otherwise."""
+    value = str(text).strip()
+    if value in NAMED:
+        return NAMED[value]
+    try:
+        if ":" in value:
+            w, h = (float(v) for v in value.split(":"))
+        else:
+            w, h = float(value), 1.0
+        if w > 0 and h > 0 and 0.1 <= w / h <= 10:
+            return w / h
+    except ValueError:
+        pass
+    raise JobError(f"unknown aspect ratio {text!r}", path="$.transform.aspect",
+                   hint="give W:H such as 9:16, 1:1, 4:5 or 2.39:1")
+
+
+def crop_size(aspect: float, width: int, height: int) -> tuple[int, int]:
+    """The crop (w, h) of a ``width`` x ``height`` frame at ``aspect``: full height or full width, even sizes."""
+    if aspect <= width / height:
+        return max(2, int(round(height * aspect / 2.0)) * 2), height
+    return width, max(2, int(round(width / aspect / 2.0)) * 2)
+
+
+def _whittaker(target: np.ndarray, weights: np.ndarray, smoothness: float) -> np.ndarray:
+    """argmin_x sum w (x - target)^2 + smoothness sum (second difference of x)^2."""
+    from scipy.sparse import diags
+    from scipy.sparse.linalg import spsolve
+
+    n = len(target)
+    if n < 3:
+        return target.astype(np.float64).copy()
+    d = diags([np.ones(n - 2), -2 * np.ones(n - 2), np.ones(n - 2)], [0, 1, 2], shape=(n - 2, n))
+    system = diags(weights) + smoothness * (d.T @ d)
+    return np.asarray(spsolve(system.tocsc(), weights * target), dtype=np.float64)
+
+
+def _hold(subject: np.ndarray, band: float) -> np.ndarray:
+    """A target that moves only when the subject leaves ``band`` around it (hysteresis)."""
+    out = np.empty_like(subject)
+    current = subject[0]
+    for i, x in enumerate(subject):
+        if x > current + band:
+            current = x - band
+        elif x < current - band:
+            current = x + band
+        out[i] = current
+    return out
+
+
+def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1, smoothness: float = 200.0
+              ) -> np.ndarray:
+    """The crop centre per frame along one axis.
+
+    subject: (N,) the subject's centre (px; NaN where none was found: the path coasts);
+    crop: the crop's length along the axis; extent: the frame's. Returns (N,) centres, inside
+    [crop / 2, extent - crop / 2], smooth, holding still while the subject stays in its band.
+    """
+    half = crop / 2.0
+    lo, hi = half, extent - half
+    known = np.isfinite(subject)
+    if not known.any():
+        return np.full(len(subject), extent / 2.0)
+    filled = np.interp(np.arange(len(subject)), np.flatnonzero(known), subject[known])
+    target = np.clip(_hold(filled, hold * crop), lo, hi)
+    weights = np.where(known, 1.0, 0.05)
+    # A held stretch of at least half a second at 24 fps is locked off exactly: the smoother
+    # then only eases in and out of it, instead of drifting through it.
+    # (A creep of a few pixels, the subject's noise reaching the band's edge, is part of the hold.)
+    start = 0
+    creep = 0.02 * crop
+    for i in range(1, len(target) + 1):
+        if i == len(target) or abs(target[i] - target[start]) > creep:
+            if i - start >= HOLD_FRAMES:   # frames start..i-1 hold one target; ease in over the first
+                target[start:i] = target[start]
+                weights[start + HOLD_FRAMES // 2:i] = 1e4
+            start = i
+    path = np.clip(_whittaker(target, weights, smoothness), lo, hi)
+    reach = SAFE * half
+    for _ in range(20):   # pull the path back where the subject would leave the safe area
+        off = np.abs(filled - path) > reach
+        off &= known
+        if not off.any():
+            break
+        wanted = np.clip(np.where(filled > path, filled - reach * 0.95, filled + reach * 0.95), lo, hi)
+        target = np.where(off, wanted, target)
+        weights = np.where(off, weights * 4.0 + 1.0, weights)
+        path = np.clip(_whittaker(target, weights, smoothness), lo, hi)
+    return path
+
+
+@dataclass
+class ReframeTransform:
+    """``apply`` crops (H, W, C) float32 ACEScg frames along the planned path."""
+
+    centres: dict[int, float]
+    horizontal: bool
+    crop: tuple[int, int]
+    size: tuple[int, int]        # the working frame (width, height)
+    letterbox: bool
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.size if self.letterbox else self.crop
+
+    @classmethod
+    def from_job(cls, job: Job, context: TransformContext) -> "ReframeTransform":
+        params = job.transform.params
+        width, height = context.size
+        aspect = parse_aspect(params["aspect"])
+        crop = crop_size(aspect, width, height)
+        horizontal = crop[0] < width
+        if params["letterbox"] == "on" and horizontal:
+            raise JobError(f"letterbox is for a wider ratio than the plate's ({params['aspect']} is narrower)",
+                           path="$.transform.letterbox", hint='set "letterbox": "off" for 9:16, 1:1 or 4:5')
+        subjects = find_subjects(context, params["subject"], horizontal)
+        frames = sorted(subjects)
+        along = np.array([subjects[f] for f in frames], dtype=np.float64)
+        length, extent = (crop[0], width) if horizontal else (crop[1], height)
+        path = plan_path(along, length, extent, hold=float(params["hold"]), smoothness=float(params["smoothness"]))
+        return cls(dict(zip(frames, path.tolist())), horizontal, crop, (width, height), params["letterbox"] == "on")
+
+    def window(self, frame: int) -> tuple[slice, slice]:
+        """The crop's rows and columns on ``frame`` (whole pixels: no resampling of the picture)."""
+        cw, ch = self.crop
+        width, height = self.size
+        centre = self.centres[frame]
+        if self.horizontal:
+            x0 = int(round(min(max(centre - cw / 2.0, 0.0), width - cw)))
+            return slice(0, ch), slice(x0, x0 + cw)
+        y0 = int(round(min(max(centre - ch / 2.0, 0.0), height - ch)))
+        return slice(y0, y0 + ch), slice(0, cw)
+
+    def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
+        rows, cols = self.window(frame)
+        crop = np.ascontiguousarray(image[rows, cols], dtype=np.float32)
+        if not self.letterbox:
+            return crop
+        out = np.zeros(image.shape, dtype=np.float32)
+        top = (image.shape[0] - crop.shape[0]) // 2
+        out[top:top + crop.shape[0]] = crop
+        if image.shape[-1] == 4:
+            out[..., 3] = 0.0
+            out[top:top + crop.shape[0], :, 3] = crop[..., 3]
+        return out
+
+
+def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict[int, float]:
+    """The subject's centre along the crop's moving axis per frame (working-size px; NaN: none)."""
+    from engine.transforms.homography import analysis_frames
+
+    frames, scale = analysis_frames(context)
+    axis = 0 if horizontal else 1
+    found: dict[int, float] = {}
+    detector = landmarker = segmenter = None
+    if how in ("auto", "faces"):
+        from engine.analysis.faces import FaceDetector, FaceLandmarker
+        detector, landmarker = FaceDetector(), FaceLandmarker()
+    if how in ("auto", "people"):
+        from engine.analysis.masks import PersonSegmenter
+        segmenter = PersonSegmenter()
+    for frame, rgb8 in frames:
+        centre = float("nan")
+        if detector is not None:
+            from engine.analysis.faces import detect_faces
+            faces = detect_faces(rgb8, detector, landmarker)  # type: ignore[arg-type]
+            if faces:
+                # The larger a face, the more it leads: a close-up's face, not a passer-by's.
+                sizes = np.array([f.box[3] - f.box[1] for f in faces], dtype=np.float64) ** 2
+                centres = np.array([(f.box[axis] + f.box[axis + 2]) / 2.0 for f in faces])
+                centre = float((sizes * centres).sum() / sizes.sum())
+        if not np.isfinite(centre) and segmenter is not None:
+            mask = segmenter.raw_mask(rgb8)
+            if mask.sum() > 0.002 * mask.size:
+                profile = mask.sum(axis=1 - axis)
+                centre = float((profile * (np.arange(len(profile)) + 0.5)).sum() / profile.sum())
+        found[frame] = centre / scale if np.isfinite(centre) else float("nan")
+    return found
