@@ -85,6 +85,14 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "match_light": (("on", "off"), "on"),
         "shutter": (Number(0.0, 1.0), 0.5),
     },
+    # A new setting behind the take's people: ``image`` moved with the plate's camera from
+    # ``reference`` (as camera_transfer), the people kept in front through their soft person
+    # mask (engine.transforms.environment).
+    "environment": {
+        "image": (PATH, None),
+        "reference": (FRAME, None),
+        "shutter": (Number(0.0, 1.0), 0.5),
+    },
     # Another aspect ratio after the take, the crop following the subject (faces, else
     # people, else the centre) on a smooth path that holds still while the subject does
     # (engine.transforms.reframe). hold: the dead band, a share of the crop; smoothness:

@@ -89,6 +89,12 @@ def _build_product_swap(job: Job, context: TransformContext) -> FrameTransform:
     return ProductSwapTransform.from_job(job, context)
 
 
+def _build_environment(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.environment import EnvironmentTransform
+
+    return EnvironmentTransform.from_job(job, context)
+
+
 def _build_reframe(job: Job, context: TransformContext) -> FrameTransform:
     from engine.transforms.reframe import ReframeTransform
 
@@ -100,6 +106,7 @@ BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "propagate": _build_propagate,
     "camera_transfer": _build_camera_transfer,
     "product_swap": _build_product_swap,
+    "environment": _build_environment,
     "reframe": _build_reframe,
 }
 

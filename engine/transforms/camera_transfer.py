@@ -48,7 +48,8 @@ class CameraTransferTransform:
         params = job.transform.params
         reference = int(params["reference"])
         check_frame("reference", reference, context)
-        target, _alpha = read_picture(params["target"], context.colour, "target")
+        name = "target" if "target" in params else "image"   # environment calls its picture "image"
+        target, _alpha = read_picture(params[name], context.colour, name)
         frames, scale = analysis_frames(context)
         motion = track_camera(frames, reference)
         homographies = {f: scale_homography(h, scale) for f, h in motion.homographies.items()}
