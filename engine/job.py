@@ -30,6 +30,8 @@ MISSING_POLICIES = ("error", "hold", "black")
 NONFINITE_POLICIES = ("error", "sanitize")
 INTERPOLATIONS = ("smooth", "linear", "constant")
 LOCK_NAMES = ("faces", "bodies", "poses", "blocking")
+# Locks a transformation turns on when the job leaves them out.
+DEFAULT_LOCKS: dict[str, tuple[str, ...]] = {"character": ("faces", "bodies", "poses")}
 _RESOLUTION_RE = re.compile(r"^([1-9][0-9]{1,4})x([1-9][0-9]{1,4})$")
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
     # "dis": OpenCV DIS on the CPU, the fast reference/fallback).
     "propagate": {
+        "flow": (("torch", "dis"), "torch"),
+    },
+    # A person restyled keeping their performance: propagate, with the faces, bodies and
+    # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
+    "character": {
         "flow": (("torch", "dis"), "torch"),
     },
     # The plate's camera move (background motion, engine.analysis.camera) given to
@@ -574,8 +581,9 @@ def parse_job(data: Any, base_dir: str | Path | None = None) -> Job:
     for name in LOCK_NAMES:
         if name in locks_d and not isinstance(locks_d[name], bool):
             errors.add(f"$.locks.{name}", locks_d[name], "true or false")
-    locks = Locks(**{n: bool(locks_d.get(n, False)) is True for n in LOCK_NAMES})
     transform = _parse_transform(d.get("transform", {"name": "grade"}), errors, base)
+    on_by_default = DEFAULT_LOCKS.get(transform.name, ())
+    locks = Locks(**{n: bool(locks_d.get(n, n in on_by_default)) is True for n in LOCK_NAMES})
     output = _parse_output(d.get("output", {}), errors, base)
     ocio = _str(d, "ocio", "$", errors)
     if ocio is not None and not ocio.startswith("ocio://"):

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from engine.errors import JobError
-from engine.job import LOCK_NAMES
+from engine.job import DEFAULT_LOCKS, LOCK_NAMES
 from plugin.hosts.base import Host, HostError, KeyframeMark, PlateRef
 from plugin.jobs import (PANEL_MAX_KEYFRAMES, PanelLimitError, PreparedRender, RenderSettings, prepare_render,
                          transform_names, transform_params)
@@ -287,6 +287,10 @@ class RetakePanel(QWidget):
                 widget = QLineEdit("" if default is None else str(default))
             self.param_inputs[name] = widget
             self.params_layout.addRow(name, widget)
+        # A transformation that locks the performance by default (character) ticks its locks.
+        for name in DEFAULT_LOCKS.get(self.transform_combo.currentText(), ()):
+            if name in getattr(self, "locks", {}):
+                self.locks[name].setChecked(True)
 
     # -- errors and status ---------------------------------------------------
 

@@ -158,3 +158,12 @@ def test_track_faces_then_show_the_tracks_over_the_plate(tmp_path: Path) -> None
     panel.tracks_check.setChecked(False)
     wait_for(lambda: panel._before is not None and not panel._before.endswith(".tracks.png"), what="tracks hidden")
     dispose(panel)
+
+
+def test_choosing_character_ticks_its_performance_locks() -> None:
+    panel = _panel(StandaloneHost())
+    assert not any(box.isChecked() for box in panel.locks.values())
+    panel.transform_combo.setCurrentText("character")
+    assert [n for n, box in panel.locks.items() if box.isChecked()] == ["faces", "bodies", "poses"]
+    assert panel.settings().locks == {"faces": True, "bodies": True, "poses": True, "blocking": False}
+    dispose(panel)

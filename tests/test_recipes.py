@@ -320,3 +320,15 @@ def test_environment_puts_a_new_setting_behind_the_person_moving_with_the_camera
         truth = cv2.warpPerspective(setting, np.linalg.inv(shift) @ world.truth[i] @ shift, (W, H),
                                     flags=cv2.INTER_CUBIC)
         assert psnr(cct(colour, frame)[away], colour.convert(truth, "ACEScg", "ACEScct")[away]) > 28.0, i
+
+
+def test_character_is_propagate_with_the_performance_locked_by_default(tmp_path: Path) -> None:
+    base = {"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
+            "keyframes": [{"frame": 1, "image": "k.exr"}]}
+    job = parse_job(dict(base, transform={"name": "character"}))
+    assert (job.locks.faces, job.locks.bodies, job.locks.poses, job.locks.blocking) == (True, True, True, False)
+    job = parse_job(dict(base, transform={"name": "character", "flow": "dis"}, locks={"bodies": False}))
+    assert (job.locks.faces, job.locks.bodies, job.locks.poses) == (True, False, True)
+    assert not parse_job(dict(base, transform={"name": "propagate"})).locks.faces
+    from engine.transforms import BUILDERS
+    assert BUILDERS["character"] is BUILDERS["propagate"]

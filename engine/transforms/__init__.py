@@ -104,6 +104,7 @@ def _build_reframe(job: Job, context: TransformContext) -> FrameTransform:
 BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,
     "propagate": _build_propagate,
+    "character": _build_propagate,
     "camera_transfer": _build_camera_transfer,
     "product_swap": _build_product_swap,
     "environment": _build_environment,
