@@ -257,8 +257,10 @@ def test_reframe_follows_a_moving_face_into_9_by_16(colour, tmp_path: Path) -> N
         left = int(np.argmin(errors))
         assert errors[left] < 2e-3
         lefts.append(left)
-        assert abs(xs[i] - (left + 101)) <= SAFE * 101, f"frame {1001 + i}: the face left the safe area"
-    assert np.abs(np.diff(lefts, 2)).max() <= 4
+        # the whole face (about 80 px wide at this size), not only its centre, inside the safe area
+        assert abs(xs[i] - (left + 101)) + 40 <= SAFE * 101 + 2, f"frame {1001 + i}: the face left the safe area"
+    # the face stops dead from 24 px a frame; the crop eases out at a third of that at most
+    assert np.abs(np.diff(lefts, 2)).max() <= 8
     assert np.ptp(lefts[-8:]) <= 1   # the face stops, so does the crop
 
 

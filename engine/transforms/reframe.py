@@ -90,13 +90,15 @@ def _hold(subject: np.ndarray, band: float) -> np.ndarray:
     return out
 
 
-def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1, smoothness: float = 200.0
-              ) -> np.ndarray:
+def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1, smoothness: float = 200.0,
+              sizes: np.ndarray | None = None) -> np.ndarray:
     """The crop centre per frame along one axis.
 
     subject: (N,) the subject's centre (px; NaN where none was found: the path coasts);
-    crop: the crop's length along the axis; extent: the frame's. Returns (N,) centres, inside
-    [crop / 2, extent - crop / 2], smooth, holding still while the subject stays in its band.
+    crop: the crop's length along the axis; extent: the frame's; sizes: (N,) the subject's
+    half-extent along the axis (px; None: a point), so that all of it, not only its centre,
+    stays in the safe area. Returns (N,) centres, inside [crop / 2, extent - crop / 2],
+    smooth, holding still while the subject stays in its band.
     """
     half = crop / 2.0
     lo, hi = half, extent - half
@@ -118,7 +120,8 @@ def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1
                 weights[start + HOLD_FRAMES // 2:i] = 1e4
             start = i
     path = np.clip(_whittaker(target, weights, smoothness), lo, hi)
-    reach = SAFE * half
+    half_sizes = np.zeros(len(subject)) if sizes is None else np.nan_to_num(np.asarray(sizes, np.float64))
+    reach = np.maximum(0.0, SAFE * half - half_sizes)
     for _ in range(20):   # pull the path back where the subject would leave the safe area
         off = np.abs(filled - path) > reach
         off &= known
@@ -157,9 +160,11 @@ class ReframeTransform:
                            path="$.transform.letterbox", hint='set "letterbox": "off" for 9:16, 1:1 or 4:5')
         subjects = find_subjects(context, params["subject"], horizontal)
         frames = sorted(subjects)
-        along = np.array([subjects[f] for f in frames], dtype=np.float64)
+        along = np.array([subjects[f][0] for f in frames], dtype=np.float64)
+        sizes = np.array([subjects[f][1] for f in frames], dtype=np.float64)
         length, extent = (crop[0], width) if horizontal else (crop[1], height)
-        path = plan_path(along, length, extent, hold=float(params["hold"]), smoothness=float(params["smoothness"]))
+        path = plan_path(along, length, extent, hold=float(params["hold"]), smoothness=float(params["smoothness"]),
+                         sizes=sizes)
         return cls(dict(zip(frames, path.tolist())), horizontal, crop, (width, height), params["letterbox"] == "on")
 
     def window(self, frame: int) -> tuple[slice, slice]:
@@ -187,13 +192,14 @@ class ReframeTransform:
         return out
 
 
-def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict[int, float]:
-    """The subject's centre along the crop's moving axis per frame (working-size px; NaN: none)."""
+def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict[int, tuple[float, float]]:
+    """The subject's (centre, half-extent) along the crop's moving axis per frame (working-size
+    px; NaN, 0 where none was found)."""
     from engine.transforms.homography import analysis_frames
 
     frames, scale = analysis_frames(context)
     axis = 0 if horizontal else 1
-    found: dict[int, float] = {}
+    found: dict[int, tuple[float, float]] = {}
     detector = landmarker = segmenter = None
     if how in ("auto", "faces"):
         from engine.analysis.faces import FaceDetector, FaceLandmarker
@@ -202,7 +208,7 @@ def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict
         from engine.analysis.masks import PersonSegmenter
         segmenter = PersonSegmenter()
     for frame, rgb8 in frames:
-        centre = float("nan")
+        centre, extent = float("nan"), 0.0
         if detector is not None:
             from engine.analysis.faces import detect_faces
             faces = detect_faces(rgb8, detector, landmarker)  # type: ignore[arg-type]
@@ -211,10 +217,14 @@ def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict
                 sizes = np.array([f.box[3] - f.box[1] for f in faces], dtype=np.float64) ** 2
                 centres = np.array([(f.box[axis] + f.box[axis + 2]) / 2.0 for f in faces])
                 centre = float((sizes * centres).sum() / sizes.sum())
+                lead = int(np.argmax(sizes))   # the leading face must fit, with a margin of a tenth
+                extent = 0.6 * float(faces[lead].box[axis + 2] - faces[lead].box[axis])
         if not np.isfinite(centre) and segmenter is not None:
             mask = segmenter.raw_mask(rgb8)
             if mask.sum() > 0.002 * mask.size:
                 profile = mask.sum(axis=1 - axis)
                 centre = float((profile * (np.arange(len(profile)) + 0.5)).sum() / profile.sum())
-        found[frame] = centre / scale if np.isfinite(centre) else float("nan")
+                spread = float(np.sqrt((profile * (np.arange(len(profile)) + 0.5 - centre) ** 2).sum() / profile.sum()))
+                extent = 1.5 * spread   # most of the person, not the tip of an outstretched arm
+        found[frame] = (centre / scale, extent / scale) if np.isfinite(centre) else (float("nan"), 0.0)
     return found

@@ -1,0 +1,152 @@
+"""Recipe contact sheets: each tracking recipe run through the real pipeline, before (top) and
+after (bottom) on four frames, as PNGs to look at, with the time each run took.
+
+    .venv/bin/python bench/recipes.py [--out retake_bench/recipes] [--frames 24]
+
+Never part of the test suite (the tests check the same recipes against known answers in
+``tests/test_recipes.py``). The plates: ``retake demo``'s procedural HDR plate (camera
+move, no people) for camera_transfer and product_swap; scikit-image's astronaut standing
+in a panning photograph for environment; a moving face for reframe.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import cv2  # noqa: E402
+
+from engine import demo  # noqa: E402
+from engine.colour import Colour  # noqa: E402
+from engine.io.aces_exr import write_exr  # noqa: E402
+from engine.io.exr import read_image  # noqa: E402
+from engine.io.header import AP1  # noqa: E402
+from engine.job import parse_job  # noqa: E402
+from engine.pipeline import RunOptions, run_job  # noqa: E402
+from tests import analysis_scenes as scenes  # noqa: E402
+
+COLOUR = Colour()
+
+
+def working(rgb8: np.ndarray) -> np.ndarray:
+    return COLOUR.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)",
+                          "ACEScg")
+
+
+def write_plate(folder: Path, frames: list[np.ndarray]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, frame in enumerate(frames):
+        write_exr(str(folder / f"shot.{1001 + i:04d}.exr"), working(frame), chromaticities=AP1, aces_container=False,
+                  frame=1001 + i)
+    return str(folder / "shot.####.exr")
+
+
+def photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    from skimage import data
+
+    return cv2.resize(np.ascontiguousarray(getattr(data, name)()[..., :3]), size, interpolation=cv2.INTER_AREA)
+
+
+def still(folder: Path, name: str, image: np.ndarray) -> str:
+    path = folder / f"{name}.exr"
+    write_exr(str(path), image, chromaticities=AP1, aces_container=False)
+    return str(path)
+
+
+def display(path: str, height: int) -> np.ndarray:
+    """An EXR (ACES2065-1 or ACEScg by its chromaticities) as display RGB 0..1 at ``height`` rows."""
+    from engine.io.plates import open_still
+
+    with open_still(path) as image:
+        pixels = image.read(image.info.first)[..., :3]
+        space = COLOUR.colorspace_for_header(image.info.header)
+    shown = np.clip(COLOUR.to_display(COLOUR.to_working(np.ascontiguousarray(pixels), space), "sRGB - Display",
+                                      "ACES 2.0 - SDR 100 nits (Rec.709)"), 0, 1)
+    h, w = shown.shape[:2]
+    return cv2.resize(shown, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+
+
+def sheet(before: list[str], after: list[str], path: Path, height: int = 200) -> None:
+    import OpenImageIO as oiio
+
+    gap = 6
+    rows = []
+    for files in (before, after):
+        images = [display(f, height) for f in files]
+        row = images[0]
+        for image in images[1:]:
+            row = np.concatenate([row, np.ones((height, gap, 3), np.float32), image], axis=1)
+        rows.append(row)
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
+    out = np.concatenate([rows[0], np.ones((gap, width, 3), np.float32), rows[1]], axis=0)
+    if not oiio.ImageBuf(np.ascontiguousarray(out)).write(str(path), "uint8"):
+        raise SystemExit(f"could not write {path}")
+
+
+def run(name: str, spec: dict, out: Path, frames: int) -> None:
+    spec = dict(spec, output={"path": str(out / name / "out.####.exr")})
+    start = time.perf_counter()
+    result = run_job(parse_job(spec), RunOptions())
+    seconds = time.perf_counter() - start
+    picks = [1001 + round(i * (frames - 1) / 3) for i in range(4)]
+    plate = spec["plate"]["path"]
+    before = [plate.replace("####", f"{f:04d}") for f in picks]
+    after = [str(out / name / f"out.{f:04d}.exr") for f in picks]
+    target = out / f"{name}.png"
+    sheet(before, after, target)
+    print(f"{name:16s} {len(result.rendered):4d} frames {seconds:7.1f} s ({len(result.rendered) / seconds:5.2f} "
+          f"frames/s, analysis included)  -> {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="retake_bench/recipes")
+    parser.add_argument("--frames", type=int, default=24)
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    n = args.frames
+    print(f"# bench/recipes.py: {n} frames each, contact sheets in {out}")
+
+    plate = demo.write_demo_plate(out / "demo_plate", n, COLOUR)
+    painting = demo.restyle(COLOUR.to_working(read_image(plate.replace("####", "1001"))[..., :3], "ACES2065-1"),
+                            COLOUR, {"slope": [0.45, 0.55, 0.9], "saturation": 0.7})
+    run("camera_transfer", {"plate": {"path": plate, "colorspace": "ACES2065-1"},
+                            "transform": {"name": "camera_transfer", "target": still(out, "painting", painting),
+                                          "reference": 1001}}, out, n)
+    run("product_swap", {"plate": {"path": plate, "colorspace": "ACES2065-1"},
+                         "transform": {"name": "product_swap", "image": still(out, "product",
+                                                                              working(photo("chelsea", (300, 200)))),
+                                       "quad": [560, 400, 760, 400, 760, 500, 560, 500], "reference": 1001}}, out, n)
+
+    world = scenes.camera_scene("pan", 640, 360, count=n, foreground=False)
+    person = cv2.resize(scenes.astronaut(), (300, 300), interpolation=cv2.INTER_AREA)
+    from engine.analysis.masks import PersonSegmenter
+    cut = cv2.GaussianBlur((PersonSegmenter().raw_mask(person) > 0.5).astype(np.float32), (0, 0), 1.0)
+    matte = np.zeros((360, 640), np.float32)
+    matte[60:, 170:470] = cut
+    standing = np.zeros((360, 640, 3), np.float32)
+    standing[60:, 170:470] = person
+    frames = [(b * (1 - matte[..., None]) + standing * matte[..., None] + 0.5).astype(np.uint8) for b in world.frames]
+    people = write_plate(out / "person_plate", frames)
+    run("environment", {"plate": {"path": people, "colorspace": "ACEScg", "fps": "24"},
+                        "transform": {"name": "environment", "image": still(out, "setting",
+                                                                            working(photo("chelsea", (640, 360)))),
+                                      "reference": 1001}}, out, n)
+
+    back = scenes.background(640, 360, seed=5)
+    xs = list(np.linspace(140, 500, n * 2 // 3)) + [500.0] * (n - n * 2 // 3)
+    faces = write_plate(out / "face_plate", [scenes.render(back, [scenes.Placement(x, 170, 110)]) for x in xs])
+    run("reframe_9x16", {"plate": {"path": faces, "colorspace": "ACEScg", "fps": "24"},
+                         "transform": {"name": "reframe", "aspect": "9:16"}}, out, n)
+
+
+if __name__ == "__main__":
+    main()
