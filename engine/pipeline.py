@@ -34,10 +34,11 @@ from engine.io.plates import Plate, open_plate
 from engine.io.writers import OutputSpec as WriterSpec
 from engine.io.writers import open_writer
 from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
+from engine.generate.keyframes import needs_generation
 from engine.lock_stage import LockStage
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
+from engine.transforms import KEYFRAME_DRIVEN, NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -280,6 +281,22 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 if len(recent) > _RECENT_FRAMES:
                     recent.popitem(last=False)
                 return pixels
+
+            if job.transform.name in KEYFRAME_DRIVEN and needs_generation(job):
+                # Keyframes with a prompt and no image are made first, beside the output, by the
+                # studio's own local model; then they are inputs like any painted keyframe.
+                from engine.generate.keyframes import generate_missing_keyframes
+
+                made = dict(generate_missing_keyframes(
+                    job, colour, read_source, (out_w, out_h), os.path.dirname(os.path.abspath(job.output.path)),
+                    device, on_warning=warnings.append, cancelled=options.cancel.is_set, replace_unedited=True))
+                job = replace(job, keyframes=tuple(replace(key, image=made[key.frame]) if key.frame in made else key
+                                                   for key in job.keyframes))
+                _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
+                                extra_inputs or [])
+                # The generated files' stamps join the frame keys: a touched-up keyframe re-renders.
+                stamps = "|".join(_source_stamp(path) for path in job.input_paths())
+                digest = hashlib.sha256(f"{job_hash(job)}|{stamps}".encode()).hexdigest()
 
             transform = build_transform(job, TransformContext(
                 colour=colour, plate=info, device=device.type, source=read_source, size=(out_w, out_h),

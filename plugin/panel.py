@@ -156,6 +156,25 @@ class RetakePanel(QWidget):
         self.limit_label.setStyleSheet("color: #e0a040;")
         self.limit_label.hide()
         keys_layout.addWidget(self.limit_label)
+        # Prompts are linted as they are typed (engine.generate.prompts, pure Python): a prompt
+        # says the target state ("a purple sky"), never the change or what is not there.
+        self.prompt_label = QLabel()
+        self.prompt_label.setWordWrap(True)
+        self.prompt_label.setStyleSheet("color: #e0a040;")
+        self.prompt_label.hide()
+        keys_layout.addWidget(self.prompt_label)
+        self.table.itemChanged.connect(self._prompt_edited)
+        model_row = QHBoxLayout()
+        self.model_button = QPushButton("Model folder…")
+        self.model_button.setToolTip("the studio's image model (a diffusers folder or a checkpoint) that makes "
+                                     "keyframes from prompts; nothing is ever downloaded")
+        self.model_button.clicked.connect(self._choose_model)
+        self.model_label = QLabel()
+        self.model_label.setStyleSheet("color: gray;")
+        model_row.addWidget(self.model_button)
+        model_row.addWidget(self.model_label, 1)
+        keys_layout.addLayout(model_row)
+        self._show_model()
         left.addWidget(keys_box, 1)
 
         direct_box = QGroupBox("Direction")
@@ -383,6 +402,44 @@ class RetakePanel(QWidget):
             self.load_from_host()
 
     # -- keyframes -----------------------------------------------------------
+
+    # -- prompts and the model ------------------------------------------------
+
+    def _prompt_edited(self, item: QTableWidgetItem) -> None:
+        if item.column() == 2:
+            self.lint_prompts()
+
+    def lint_prompts(self) -> list[str]:
+        """Check every keyframe's prompt; the findings are shown under the table and returned."""
+        from engine.generate.prompts import lint_prompt
+
+        lines = []
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 2)
+            text = item.text().strip() if item is not None else ""
+            findings = lint_prompt(text) if text else []
+            if item is not None:
+                item.setToolTip("\n".join(f"{f.message} Try: {f.suggestion}" for f in findings))
+            for finding in findings[:1]:
+                lines.append(f"{self.table.item(row, 0).text()}: {finding.message} Try: {finding.suggestion}")
+        self.prompt_label.setText("\n".join(lines))
+        self.prompt_label.setVisible(bool(lines))
+        return lines
+
+    def _choose_model(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "The image model folder (diffusers format)")
+        if path:
+            self.set_model_folder(path)
+
+    def set_model_folder(self, path: str) -> None:
+        """The model the engine makes prompt keyframes with (``RETAKE_MODEL_DIR`` of its process)."""
+        os.environ["RETAKE_MODEL_DIR"] = path   # the engine child inherits it (engine_process._child_env)
+        self._show_model()
+
+    def _show_model(self) -> None:
+        folder = os.environ.get("RETAKE_MODEL_DIR")
+        self.model_label.setText(f"prompt keyframes: {folder}" if folder else
+                                 "prompt keyframes: no model folder set (a keyframe needs an image, or a model)")
 
     def keyframes(self) -> list[KeyframeMark]:
         marks: list[KeyframeMark] = []

@@ -167,3 +167,23 @@ def test_choosing_character_ticks_its_performance_locks() -> None:
     assert [n for n, box in panel.locks.items() if box.isChecked()] == ["faces", "bodies", "poses"]
     assert panel.settings().locks == {"faces": True, "bodies": True, "poses": True, "blocking": False}
     dispose(panel)
+
+
+def test_change_style_prompts_are_flagged_with_a_target_state_rewrite(plate: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RETAKE_MODEL_DIR", raising=False)
+    panel = _panel(StandaloneHost(plate))
+    panel.load_from_host()
+    assert "no model folder set" in panel.model_label.text()
+    panel.set_keyframes([KeyframeMark(1001, "golden hour over the bay"), KeyframeMark(1010, "change the sky to purple")])
+    lines = panel.lint_prompts()
+    assert len(lines) == 1 and lines[0].startswith("1010:") and "a purple sky" in lines[0]
+    assert panel.prompt_label.isVisible()
+    panel.table.item(1, 2).setText("a purple sky over the bay")   # the artist rewrites it
+    assert not panel.prompt_label.isVisible()
+    panel.set_model_folder(str(tmp_path))
+    assert str(tmp_path) in panel.model_label.text()
+    import os
+    assert os.environ["RETAKE_MODEL_DIR"] == str(tmp_path)
+    screenshot(panel, "8-prompts-and-model")
+    dispose(panel)

@@ -64,6 +64,8 @@ STRUCTURE_KEEPING = frozenset({"grade"})
 # Transformations whose output is another picture (the plate only drives them): locks, which
 # hold the plate's people, do not apply to them either.
 NOT_THE_PLATE = frozenset({"camera_transfer", "reframe"})
+# Transformations driven by keyframe images: keyframes with only a prompt are generated for them.
+KEYFRAME_DRIVEN = frozenset({"propagate", "character"})
 
 
 def output_size(job: Job, width: int, height: int) -> tuple[int, int]:
