@@ -67,6 +67,12 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     "propagate": {
         "flow": (("torch", "dis"), "torch"),
     },
+    # Keyframe-directed effects that stick to the scene (painted elements, glows, damage):
+    # propagate, the keyframes' alpha (where the effect is) carried too and written as the
+    # output's alpha (engine.transforms.propagate, MATTE_CARRYING).
+    "vfx": {
+        "flow": (("torch", "dis"), "torch"),
+    },
     # A person restyled keeping their performance: propagate, with the faces, bodies and
     # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
     "character": {

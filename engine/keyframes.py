@@ -22,7 +22,7 @@ from engine.io.plates import open_still
 from engine.job import Job, Keyframe
 from engine.resize import resize
 
-__all__ = ["ASPECT_TOLERANCE", "load_keyframe_image", "check_keyframes"]
+__all__ = ["ASPECT_TOLERANCE", "load_keyframe_image", "load_keyframe_matte", "check_keyframes"]
 
 # Relative aspect difference still called "the same aspect" (rounding of odd sizes).
 ASPECT_TOLERANCE = 0.01
@@ -75,6 +75,23 @@ def load_keyframe_image(key: Keyframe, index: int, colour: Colour, size: tuple[i
         raise JobError(f"keyframe image {key.image!r} gives non-finite values in the working space", path=path,
                        hint="check its colorspace")
     return working
+
+
+def load_keyframe_matte(key: Keyframe, size: tuple[int, int], device: torch.device | str = "cpu") -> np.ndarray | None:
+    """The alpha of keyframe ``key``'s image as (H, W) float32 0..1 at ``size``, or None when it has none.
+
+    For transformations that carry an effect's matte (``vfx``): where the artist painted the
+    effect. Call it after ``load_keyframe_image`` has checked the file.
+    """
+    with open_still(key.image) as still:   # type: ignore[arg-type]
+        pixels = still.read(still.info.first)
+    if pixels.ndim != 3 or pixels.shape[2] < 4:
+        return None
+    alpha = np.ascontiguousarray(np.nan_to_num(pixels[..., 3:4], nan=0.0), dtype=np.float32)
+    out_w, out_h = size
+    if alpha.shape[:2] != (out_h, out_w):
+        alpha = resize(alpha, out_w, out_h, torch.device(device))
+    return np.clip(alpha[..., 0], 0.0, 1.0)
 
 
 def check_keyframes(job: Job, colour: Colour, size: tuple[int, int], device: torch.device | str = "cpu") -> None:

@@ -38,7 +38,7 @@ from engine.generate.keyframes import needs_generation
 from engine.lock_stage import LockStage
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import KEYFRAME_DRIVEN, NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
+from engine.transforms import KEYFRAME_DRIVEN, MAKES_ALPHA, NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -250,7 +250,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
             warnings.append("the plate does not say its frame rate: using 24 fps (set plate.fps to change it)")
 
         out_w, out_h = target_size(job.output.resolution, info.width, info.height)
-        has_alpha = len(info.header.selected) in (2, 4)
+        has_alpha = len(info.header.selected) in (2, 4) or job.transform.name in MAKES_ALPHA
         spec = WriterSpec(path=job.output.path, format=job.output.format, colorspace=job.output.colorspace,
                           compression=job.output.compression)
         frames = list(range(first, last + 1))

@@ -334,3 +334,44 @@ def test_character_is_propagate_with_the_performance_locked_by_default(tmp_path:
     assert not parse_job(dict(base, transform={"name": "propagate"})).locks.faces
     from engine.transforms import BUILDERS
     assert BUILDERS["character"] is BUILDERS["propagate"]
+
+
+def test_vfx_carries_the_effect_and_its_matte_with_the_scene(colour, tmp_path: Path) -> None:
+    """A glow painted on two keyframes (its matte in their alpha) sticks to the moving texture in
+    between, and the output's alpha is that matte, moved with it."""
+    from tests.test_propagate import texture
+
+    n, w, h = 9, 96, 64
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    speed = 1.5
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    frames = []
+    for t in range(n):
+        frame = texture(xs - speed * t, ys)[..., :3]
+        frames.append(frame)
+        write_exr(str(folder / f"tex.{1001 + t:04d}.exr"), frame, chromaticities=AP1, aces_container=False)
+
+    def glow(t: int) -> np.ndarray:
+        return np.exp(-(((xs - 30 - speed * t) ** 2 + (ys - 32) ** 2) / (2 * 5.0 ** 2)))
+
+    keys = []
+    for t in (0, 8):
+        matte = glow(t).astype(np.float32)
+        rgba = np.concatenate([frames[t] + 3.0 * matte[..., None] * np.array([1.0, 0.6, 0.2], np.float32),
+                               matte[..., None]], axis=-1).astype(np.float32)
+        path = tmp_path / f"glow.{1001 + t:04d}.exr"
+        write_exr(str(path), rgba, chromaticities=AP1, aces_container=False)
+        keys.append({"frame": 1001 + t, "image": str(path), "colorspace": "ACEScg"})
+    spec = {"plate": {"path": str(folder / "tex.####.exr"), "colorspace": "ACEScg", "fps": "24"},
+            "keyframes": keys, "transform": {"name": "vfx", "flow": "dis"}}
+    out = render(spec, tmp_path, "vfx")
+    assert all(frame.shape[-1] == 4 for frame in out)
+    truth = glow(4)
+    alpha = out[4][..., 3]
+    inner = (slice(6, -6), slice(6, -6))
+    assert np.abs(alpha - truth)[inner].max() < 0.1, "the effect matte did not move with the scene"
+    assert np.abs(out[0][..., 3] - glow(0)).max() < 2e-3   # exact at a keyframe (half precision)
+    got = colour.convert(np.ascontiguousarray(out[4][..., :3]), "ACES2065-1", "ACEScg")
+    peak = np.unravel_index(np.argmax(truth), truth.shape)
+    assert got[peak][0] > frames[4][peak][0] + 2.0   # the glow itself is there

@@ -65,7 +65,9 @@ STRUCTURE_KEEPING = frozenset({"grade"})
 # hold the plate's people, do not apply to them either.
 NOT_THE_PLATE = frozenset({"camera_transfer", "reframe"})
 # Transformations driven by keyframe images: keyframes with only a prompt are generated for them.
-KEYFRAME_DRIVEN = frozenset({"propagate", "character"})
+KEYFRAME_DRIVEN = frozenset({"propagate", "character", "vfx"})
+# Transformations whose output has an alpha channel of their own, whatever the plate has.
+MAKES_ALPHA = frozenset({"vfx"})
 
 
 def output_size(job: Job, width: int, height: int) -> tuple[int, int]:
@@ -107,6 +109,7 @@ BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "grade": _build_grade,
     "propagate": _build_propagate,
     "character": _build_propagate,
+    "vfx": _build_propagate,
     "camera_transfer": _build_camera_transfer,
     "product_swap": _build_product_swap,
     "environment": _build_environment,

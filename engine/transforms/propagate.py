@@ -24,15 +24,16 @@ import numpy as np
 import torch
 
 from engine.errors import CancelledError
-from engine.flow import FlowPair
+from engine.flow import FlowPair, warp
 from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
 from engine.job import Job
-from engine.keyframes import check_keyframes, load_keyframe_image
+from engine.keyframes import check_keyframes, load_keyframe_image, load_keyframe_matte
 from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, synthesise, \
     visibility_from_flows
 from engine.transforms import TransformContext
 
 MAX_STATES = 64   # chain states kept per keyframe before checkpointing with a stride
+MATTE_CARRYING = frozenset({"vfx"})
 _PAIRS_KEPT = 4   # pairwise flows kept in memory (sequential access needs 1-2)
 
 
@@ -56,6 +57,10 @@ class PropagateTransform:
         self._digests: OrderedDict[int, str] = OrderedDict()
         self._states: dict[int, dict[int, ChainState]] = {}   # key frame -> {frame: state}
         self._key_data: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # key frame -> (image, source)
+        # vfx: the keyframes' alpha (where the artist painted the effect) is carried too and
+        # comes out as the frame's alpha, for the compositor to isolate or grade the effect.
+        self.carry_matte = job.transform.name in MATTE_CARRYING
+        self._mattes: dict[int, torch.Tensor] = {}   # key frame -> (1, 1, H, W)
 
     @classmethod
     def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
@@ -148,6 +153,9 @@ class PropagateTransform:
         for k in list(self._key_data):
             if k not in keep:
                 del self._key_data[k]
+        for k in list(self._mattes):
+            if k not in keep:
+                del self._mattes[k]
 
     def _key(self, key_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(keyframe image after strength, source at the keyframe), (1, 3, H, W) each."""
@@ -188,19 +196,48 @@ class PropagateTransform:
                 directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3)))
         return directions
 
+    def _matte(self, key_index: int) -> torch.Tensor:
+        """Keyframe ``key_index``'s effect matte, (1, 1, H, W) 0..1 (0 where it has no alpha)."""
+        key = self.keys[key_index]
+        if key.frame not in self._mattes:
+            w, h = self.size
+            alpha = load_keyframe_matte(key, self.size, self.context.device)
+            self._mattes[key.frame] = (torch.zeros(1, 1, h, w, device=self.device) if alpha is None
+                                       else torch.from_numpy(alpha).to(self.device)[None, None])
+        return self._mattes[key.frame]
+
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
-        """(H, W, C) float32 ACEScg source frame -> its propagated version, same shape; alpha kept."""
+        """(H, W, C) float32 ACEScg source frame -> its propagated version, same shape; alpha kept
+        (vfx: (H, W, 4) whatever C, its alpha the carried effect matte)."""
         frames = self.key_frames
         neighbours = self._neighbours(frame)
         out = image.copy()
+        if self.carry_matte and out.shape[-1] != 4:
+            out = np.concatenate([out[..., :3], np.zeros(out.shape[:2] + (1,), np.float32)], axis=-1)
         if len(neighbours) == 1 and frames[neighbours[0]] == frame:
             self._forget_except({frame})
             key_image, _ = self._key(neighbours[0])
             out[..., :3] = key_image[0].permute(1, 2, 0).cpu().numpy()
+            if self.carry_matte:
+                out[..., 3] = self._matte(neighbours[0])[0, 0].cpu().numpy()
             return out
         source = self._tensor(image)
         directions = self.directions(frame)
         with torch.no_grad():
             result = synthesise(source, directions, self.params)
+            if self.carry_matte:
+                out[..., 3] = self._carried_matte(neighbours, directions)[0, 0].cpu().numpy()
         out[..., :3] = result[0].permute(1, 2, 0).cpu().numpy()
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _carried_matte(self, neighbours: list[int], directions: list[Direction]) -> torch.Tensor:
+        """The keyframes' mattes along their chains, mixed by time and visibility: (1, 1, H, W)."""
+        total = None
+        weight = None
+        for j, d in zip(neighbours, directions):
+            w = d.temporal * d.chain.visibility.clamp(0.0, 1.0) + 1e-4 * d.temporal  # never 0/0
+            carried = warp(self._matte(j), d.chain.flow) * w
+            total = carried if total is None else total + carried
+            weight = w if weight is None else weight + w
+        assert total is not None and weight is not None
+        return (total / weight).clamp(0.0, 1.0)
