@@ -24,6 +24,7 @@ import cv2  # noqa: E402
 
 from engine import demo  # noqa: E402
 from engine.colour import Colour  # noqa: E402
+from engine.contact_sheet import display_frame, write_sheet  # noqa: E402
 from engine.io.aces_exr import write_exr  # noqa: E402
 from engine.io.exr import read_image  # noqa: E402
 from engine.io.header import AP1  # noqa: E402
@@ -59,35 +60,9 @@ def still(folder: Path, name: str, image: np.ndarray) -> str:
     return str(path)
 
 
-def display(path: str, height: int) -> np.ndarray:
-    """An EXR (ACES2065-1 or ACEScg by its chromaticities) as display RGB 0..1 at ``height`` rows."""
-    from engine.io.plates import open_still
-
-    with open_still(path) as image:
-        pixels = image.read(image.info.first)[..., :3]
-        space = COLOUR.colorspace_for_header(image.info.header)
-    shown = np.clip(COLOUR.to_display(COLOUR.to_working(np.ascontiguousarray(pixels), space), "sRGB - Display",
-                                      "ACES 2.0 - SDR 100 nits (Rec.709)"), 0, 1)
-    h, w = shown.shape[:2]
-    return cv2.resize(shown, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
-
-
 def sheet(before: list[str], after: list[str], path: Path, height: int = 200) -> None:
-    import OpenImageIO as oiio
-
-    gap = 6
-    rows = []
-    for files in (before, after):
-        images = [display(f, height) for f in files]
-        row = images[0]
-        for image in images[1:]:
-            row = np.concatenate([row, np.ones((height, gap, 3), np.float32), image], axis=1)
-        rows.append(row)
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=1.0) for r in rows]
-    out = np.concatenate([rows[0], np.ones((gap, width, 3), np.float32), rows[1]], axis=0)
-    if not oiio.ImageBuf(np.ascontiguousarray(out)).write(str(path), "uint8"):
-        raise SystemExit(f"could not write {path}")
+    rows = [[display_frame(f, COLOUR, height) for f in files] for files in (before, after)]
+    write_sheet(rows, str(path))
 
 
 def run(name: str, spec: dict, out: Path, frames: int) -> None:

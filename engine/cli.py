@@ -67,14 +67,14 @@ def _json_progress(event: dict[str, Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from engine.job import load_job
-    from engine.pipeline import RunOptions, run_job
+    from dataclasses import replace
 
-    job = load_job(args.job)
+    from engine.campaign import load_jobs, run_campaign
+    from engine.pipeline import RunOptions
+
+    jobs = load_jobs(args.job)
     if args.sanitize:
-        from dataclasses import replace
-
-        job = replace(job, plate=replace(job.plate, nonfinite="sanitize"))
+        jobs = [(name, replace(job, plate=replace(job.plate, nonfinite="sanitize"))) for name, job in jobs]
     cancel = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -85,16 +85,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     progress = {"json": _json_progress, "bar": _Bar(sys.stderr), "none": None}[args.progress]
     options = RunOptions(frames=args.frames, device=args.device, draft=args.draft, progress=progress, cancel=cancel)
-    run_job(job, options, extra_inputs=[os.path.abspath(args.job)])
+
+    def on_variant(name: str | None, index: int, total: int) -> None:
+        if name is None:
+            return
+        if args.progress == "json":
+            _json_progress({"event": "variant", "name": name, "index": index, "total": total})
+        elif args.progress == "bar":
+            print(f"retake: variant {index + 1}/{total}: {name}", file=sys.stderr)
+
+    sheet = None
+    if jobs[0][0] is not None:   # a campaign: a summary of its variants beside the job file
+        sheet = os.path.splitext(os.path.abspath(args.job))[0] + ".campaign.png"
+    run_campaign(jobs, options, extra_inputs=[os.path.abspath(args.job)], on_variant=on_variant, sheet=sheet)
+    if sheet and os.path.exists(sheet) and args.progress != "json":
+        print(f"retake: campaign contact sheet -> {sheet}", file=sys.stderr)
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from engine.job import job_hash, load_job
+    from engine.campaign import load_jobs
+    from engine.job import job_hash
 
-    job = load_job(args.job)
-    print(f"{args.job}: valid job (version {job.version}, transform {job.transform.name}, "
-          f"{len(job.keyframes)} keyframe(s), hash {job_hash(job)[:12]})")
+    for name, job in load_jobs(args.job):
+        what = f"variant {name!r}" if name else "valid job"
+        print(f"{args.job}: {what} (version {job.version}, transform {job.transform.name}, "
+              f"{len(job.keyframes)} keyframe(s), hash {job_hash(job)[:12]}) -> {job.output.path}")
     return 0
 
 

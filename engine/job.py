@@ -621,6 +621,9 @@ def load_job(path: str | Path) -> Job:
     except json.JSONDecodeError as exc:
         raise JobError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", path=str(job_path),
                        hint="fix the JSON syntax (a trailing comma or a missing quote is typical)") from None
+    if isinstance(data, dict) and "variants" in data:
+        raise JobError("this job file is a campaign (it has variants), not one job", path=str(job_path),
+                       hint="run it with `retake run`, or open one variant's job (engine.campaign.load_jobs)")
     try:
         return parse_job(data, base_dir=job_path.parent)
     except JobError as exc:
