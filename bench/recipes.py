@@ -5,7 +5,7 @@ after (bottom) on four frames, as PNGs to look at, with the time each run took.
 
 Never part of the test suite (the tests check the same recipes against known answers in
 ``tests/test_recipes.py``). The plates: ``retake demo``'s procedural HDR plate (camera
-move, no people) for camera_transfer and product_swap; scikit-image's astronaut standing
+move, no people) for camera_transfer, product_swap and relight; scikit-image's astronaut standing
 in a panning photograph for environment; a moving face for reframe.
 """
 from __future__ import annotations
@@ -100,6 +100,12 @@ def main() -> None:
                          "transform": {"name": "product_swap", "image": still(out, "product",
                                                                               working(photo("chelsea", (300, 200)))),
                                        "quad": [560, 400, 760, 400, 760, 500, 560, 500], "reference": 1001}}, out, n)
+
+    run("relight", {"plate": {"path": plate, "colorspace": "ACES2065-1"},
+                    "transform": {"name": "relight"},
+                    "keyframes": [{"frame": 1001, "light": {"azimuth": -70, "elevation": 20, "intensity": 0.0}},
+                                  {"frame": 1000 + n, "light": {"azimuth": -70, "elevation": 20, "intensity": 1.5,
+                                                                "colour": [1.0, 0.7, 0.4], "softness": 0.3}}]}, out, n)
 
     world = scenes.camera_scene("pan", 640, 360, count=n, foreground=False)
     person = cv2.resize(scenes.astronaut(), (300, 300), interpolation=cv2.INTER_AREA)

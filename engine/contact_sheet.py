@@ -22,9 +22,10 @@ def display_frame(path: str, colour: Colour, height: int, colorspace: str | None
                   frame: int | None = None) -> np.ndarray:
     """A frame (``frame`` of a sequence pattern, else the file's first) as (height, w, 3) float32
     display values 0..1 (its colour space from the file unless given)."""
-    from engine.io.plates import open_plate
+    from engine.io.plates import open_plate, open_still
 
-    with open_plate(path) as plate:
+    # A single file is exactly that file (open_plate would take it for its whole sequence).
+    with (open_still(path) if frame is None else open_plate(path)) as plate:
         pixels = plate.read(plate.info.first if frame is None else frame)[..., :3]
         space = colour.resolve_colorspace(colorspace) if colorspace else colour.colorspace_for_header(plate.info.header)
     shown = np.clip(colour.to_display(colour.to_working(np.ascontiguousarray(pixels, dtype=np.float32), space), *VIEW),

@@ -106,6 +106,12 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "reference": (FRAME, None),
         "shutter": (Number(0.0, 1.0), 0.5),
     },
+    # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
+    # softness), interpolated like a grade, added on a shading estimate of the plate
+    # (engine.transforms.relight).
+    "relight": {
+        "interpolation": (INTERPOLATIONS, "smooth"),
+    },
     # Another aspect ratio after the take, the crop following the subject (faces, else
     # people, else the centre) on a smooth path that holds still while the subject does
     # (engine.transforms.reframe). hold: the dead band, a share of the crop; smoothness:
@@ -144,6 +150,20 @@ class CDL:
 
 
 @dataclass(frozen=True)
+class Light:
+    """A light added by ``relight`` (keyed per keyframe). azimuth: degrees, 0 from the camera,
+    +90 from the frame's right, -90 from its left; elevation: degrees, +90 from above;
+    intensity: the light added, relative to the frame's mean light (0 = none); colour: linear
+    ACEScg RGB; softness: 0 a hard key, 1 a wrapped, soft source."""
+
+    azimuth: float = 45.0
+    elevation: float = 30.0
+    intensity: float = 1.0
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    softness: float = 0.5
+
+
+@dataclass(frozen=True)
 class Keyframe:
     frame: int
     image: str | None = None
@@ -153,6 +173,7 @@ class Keyframe:
     strength: float = 1.0
     grade: CDL | None = None
     look: str | None = None
+    light: Light | None = None
 
 
 @dataclass(frozen=True)
@@ -379,6 +400,24 @@ def _parse_grade(data: Any, path: str, errors: _Errors) -> CDL | None:
     )
 
 
+def _parse_light(data: Any, path: str, errors: _Errors) -> Light | None:
+    d = _obj(data, path, errors, ("azimuth", "elevation", "intensity", "colour", "softness"))
+    if not isinstance(data, dict):
+        return None
+    default = Light()
+
+    def number(key: str, lo: float, hi: float) -> float:
+        if key not in d:
+            return float(getattr(default, key))
+        value = _number(d[key], f"{path}.{key}", errors, lo=lo, hi=hi)
+        return float(getattr(default, key)) if value is None else float(value)
+
+    return Light(azimuth=number("azimuth", -180.0, 180.0), elevation=number("elevation", -90.0, 90.0),
+                 intensity=number("intensity", 0.0, 1000.0),
+                 colour=_triple(d, "colour", path, errors, (1.0, 1.0, 1.0), lo=0.0),
+                 softness=number("softness", 0.0, 1.0))
+
+
 def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple[Keyframe, ...]:
     if data is None:
         return ()
@@ -391,7 +430,8 @@ def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple
     seen: dict[int, int] = {}
     for i, item in enumerate(data):
         path = f"$.keyframes[{i}]"
-        d = _obj(item, path, errors, ("frame", "image", "colorspace", "prompt", "reference", "strength", "grade", "look"))
+        d = _obj(item, path, errors, ("frame", "image", "colorspace", "prompt", "reference", "strength", "grade", "look",
+                                      "light"))
         frame = _int(d, "frame", path, errors, required=True)
         if frame is None:
             continue
@@ -414,6 +454,7 @@ def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple
             strength=strength,
             grade=grade,
             look=look,
+            light=_parse_light(d["light"], f"{path}.light", errors) if "light" in d else None,
         ))
     return tuple(sorted(keys, key=lambda k: k.frame))
 
@@ -698,6 +739,18 @@ JOB_SCHEMA: dict[str, Any] = {
                     "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
                     "grade": _CDL_SCHEMA,
                     "look": {"type": "string", "minLength": 1, "description": "An OCIO look of the config."},
+                    "light": {
+                        "type": "object", "additionalProperties": False,
+                        "description": "A light added by relight at this keyframe (interpolated between keyframes).",
+                        "properties": {
+                            "azimuth": {"type": "number", "minimum": -180, "maximum": 180, "default": 45},
+                            "elevation": {"type": "number", "minimum": -90, "maximum": 90, "default": 30},
+                            "intensity": {"type": "number", "minimum": 0, "maximum": 1000, "default": 1},
+                            "colour": {"type": "array", "items": {"type": "number", "minimum": 0},
+                                       "minItems": 3, "maxItems": 3, "default": [1, 1, 1]},
+                            "softness": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+                        },
+                    },
                 },
             },
         },

@@ -375,3 +375,68 @@ def test_vfx_carries_the_effect_and_its_matte_with_the_scene(colour, tmp_path: P
     got = colour.convert(np.ascontiguousarray(out[4][..., :3]), "ACES2065-1", "ACEScg")
     peak = np.unravel_index(np.argmax(truth), truth.shape)
     assert got[peak][0] > frames[4][peak][0] + 2.0   # the glow itself is there
+
+
+# --------------------------------------------------------------------------- relight
+
+def sphere_scene(size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A textured Lambertian sphere lit from the camera, on a flat grey wall: (image ACEScg,
+    true normals (H, W, 3), sphere mask). A specular highlight at 20.0 sits on it."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    r = 0.4 * size
+    dx, dy = (xs - size / 2) / r, (ys - size / 2) / r
+    inside = dx ** 2 + dy ** 2 < 1.0
+    nz = np.sqrt(np.clip(1.0 - dx ** 2 - dy ** 2, 0.0, 1.0))
+    normals = np.stack([dx, dy, nz], axis=-1) * inside[..., None] + np.array([0, 0, 1.0]) * (~inside)[..., None]
+    albedo = 0.5 + 0.2 * np.sin(xs * 1.1)[..., None] * np.array([1.0, 0.8, 0.6])   # a fine print
+    shade = np.where(inside, nz, 0.7)[..., None]
+    image = (albedo * shade * 0.6).astype(np.float32)
+    image[int(size * 0.35), int(size * 0.4)] = 20.0
+    return image, normals, inside
+
+
+def test_relight_from_the_right_lights_the_right_of_the_form_and_keeps_hdr() -> None:
+    from engine.job import Light
+    from engine.transforms.relight import RelightTransform, shading_estimate
+
+    image, normals, inside = sphere_scene()
+    _, _, estimated = shading_estimate(torch_image(image), 128)
+    est = estimated[0].permute(1, 2, 0).numpy()
+    core = inside & (np.hypot(*(np.mgrid[0:128, 0:128] - 64)) < 45)
+    assert np.corrcoef(est[core, 0], normals[core, 0])[0, 1] > 0.6, "the normals' guess misses the form"
+    relight = RelightTransform([(1, Light(azimuth=90, elevation=0, intensity=1.0, softness=0.0))], "smooth")
+    lit = relight.apply(1, image)
+    gain = lit[..., 1] / np.maximum(image[..., 1], 1e-6)
+    right = core & (np.mgrid[0:128, 0:128][1] > 80)
+    left = core & (np.mgrid[0:128, 0:128][1] < 48)
+    # the side facing the new light gains light, the side away from it almost none
+    assert gain[right].mean() - 1 > 0.2 and gain[right].mean() - 1 > 5 * (gain[left].mean() - 1), \
+        (gain[right].mean(), gain[left].mean())
+    assert lit[int(128 * 0.35), int(128 * 0.4), 0] >= 20.0           # the highlight stays HDR
+    off = RelightTransform([(1, Light(intensity=0.0))], "smooth").apply(1, image)
+    assert np.array_equal(off, image)
+
+
+def test_relight_lights_are_keyed_and_interpolated(colour, tmp_path: Path) -> None:
+    image, _, _ = sphere_scene(64)
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    for f in range(1001, 1006):
+        write_exr(str(folder / f"s.{f:04d}.exr"), image, chromaticities=AP1, aces_container=False)
+    spec = {"plate": {"path": str(folder / "s.####.exr"), "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "relight", "interpolation": "linear"},
+            "keyframes": [{"frame": 1001, "light": {"azimuth": -60, "intensity": 0}},
+                          {"frame": 1005, "light": {"azimuth": -60, "intensity": 2.0, "colour": [1.0, 0.8, 0.5]}}]}
+    out = [colour.convert(np.ascontiguousarray(f[..., :3]), "ACES2065-1", "ACEScg") for f in render(spec, tmp_path, "r")]
+    added = [float((o - image).mean()) for o in out]
+    assert abs(added[0]) < 1e-3 and added[1] < added[2] < added[3] < added[4]
+    warm = (out[4] - image).reshape(-1, 3).mean(axis=0)
+    assert warm[0] > warm[1] > warm[2]                                     # the light's colour
+    with pytest.raises(JobError, match=r"\$.keyframes\[0\].light.softness"):
+        parse_job(dict(spec, keyframes=[{"frame": 1001, "light": {"softness": 3}}], output={"path": "/x.####.exr"}))
+
+
+def torch_image(image: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]

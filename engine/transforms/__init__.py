@@ -99,6 +99,12 @@ def _build_environment(job: Job, context: TransformContext) -> FrameTransform:
     return EnvironmentTransform.from_job(job, context)
 
 
+def _build_relight(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.relight import RelightTransform
+
+    return RelightTransform.from_job(job, context.device)
+
+
 def _build_reframe(job: Job, context: TransformContext) -> FrameTransform:
     from engine.transforms.reframe import ReframeTransform
 
@@ -113,6 +119,7 @@ BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "camera_transfer": _build_camera_transfer,
     "product_swap": _build_product_swap,
     "environment": _build_environment,
+    "relight": _build_relight,
     "reframe": _build_reframe,
 }
 
