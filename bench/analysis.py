@@ -183,19 +183,6 @@ def speed(detector, landmarker, threads: int, quick: bool) -> None:
         print(f"  {name:55s} {fps:7.2f}")
 
 
-def _reshape_face(image: np.ndarray, centre: tuple[float, float], scale: float, amount: float) -> np.ndarray:
-    """A keyframe's paint that moved the features: eyes and mouth pushed apart by ``amount`` px."""
-    import cv2
-
-    h, w = image.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    cx, cy = centre
-    g = np.exp(-(((xs - cx) / (45 * scale)) ** 2 + ((ys - cy) / (55 * scale)) ** 2))
-    mapx = xs - amount * g * np.sign(xs - cx) * np.minimum(1, np.abs(xs - cx) / (15 * scale))
-    mapy = ys - amount * g * np.sign(ys - cy) * np.minimum(1, np.abs(ys - cy) / (15 * scale))
-    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
 def locks(detector, landmarker, quick: bool) -> None:
     """The face lock's effect (landmark error of the result against the source's, locked vs not,
     and what changed outside the faces), and each lock's cost per frame at 1920x1080."""
@@ -207,7 +194,7 @@ def locks(detector, landmarker, quick: bool) -> None:
     colour = Colour()
 
     def working(rgb8: np.ndarray) -> np.ndarray:
-        return colour.convert(rgb8.astype(np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)", "ACEScg")
+        return scenes.srgb_to_acescg(colour, rgb8)
 
     def marks(image: np.ndarray) -> list[np.ndarray]:
         rgb8 = (np.clip(colour.to_display(image[..., :3], "sRGB - Display", "Un-tone-mapped"), 0, 1) * 255 + 0.5)
@@ -222,7 +209,7 @@ def locks(detector, landmarker, quick: bool) -> None:
         source = working(scenes.render(back, places))
         painted = source
         for p in places:
-            painted = _reshape_face(painted, (p.x, p.y - 5 * height / scenes.FACE_HEIGHT), height / scenes.FACE_HEIGHT,
+            painted = scenes.reshape_face(painted, (p.x, p.y - 5 * height / scenes.FACE_HEIGHT), height / scenes.FACE_HEIGHT,
                                     7.0 * height / 110.0)
         result = colour.cdl(painted, slope=[1.15, 1.0, 0.8])
         locked = stage.apply(1001, source, result)

@@ -36,8 +36,7 @@ COLOUR = Colour()
 
 
 def working(rgb8: np.ndarray) -> np.ndarray:
-    return COLOUR.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)",
-                          "ACEScg")
+    return scenes.srgb_to_acescg(COLOUR, rgb8)
 
 
 def write_plate(folder: Path, frames: list[np.ndarray]) -> str:

@@ -204,3 +204,21 @@ def camera_scene(kind: str, width: int = 640, height: int = 360, count: int = 16
         frames.append(frame)
         truth.append(view @ np.linalg.inv(views[0]))
     return CameraScene(frames, truth)
+
+
+def srgb_to_acescg(colour: "object", rgb8: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 sRGB -> (H, W, 3) float32 scene-linear ACEScg, through OpenColorIO."""
+    return colour.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0,  # type: ignore[attr-defined]
+                          "sRGB Encoded Rec.709 (sRGB)", "ACEScg")
+
+
+def reshape_face(image: np.ndarray, centre: tuple[float, float], scale: float, amount: float = 7.0) -> np.ndarray:
+    """An artist's keyframe that moved a face's features: eyes and mouth pushed apart by ``amount``
+    px around ``centre`` (a face ``scale`` times the photograph's). Any (H, W, C) float image."""
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = centre
+    g = np.exp(-(((xs - cx) / (45 * scale)) ** 2 + ((ys - cy) / (55 * scale)) ** 2))
+    mapx = xs - amount * g * np.sign(xs - cx) * np.minimum(1, np.abs(xs - cx) / (15 * scale))
+    mapy = ys - amount * g * np.sign(ys - cy) * np.minimum(1, np.abs(ys - cy) / (15 * scale))
+    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

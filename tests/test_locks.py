@@ -120,20 +120,8 @@ def colour() -> Colour:
     return Colour()
 
 
-def working(colour: Colour, rgb8: np.ndarray) -> np.ndarray:
-    return colour.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)",
-                          "ACEScg")
-
-
-def reshape_face(image: np.ndarray, centre: tuple[float, float], scale: float, amount: float = 7.0) -> np.ndarray:
-    """The artist's keyframe moved the features: eyes and mouth pushed apart by ``amount`` px."""
-    h, w = image.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    cx, cy = centre
-    g = np.exp(-(((xs - cx) / (45 * scale)) ** 2 + ((ys - cy) / (55 * scale)) ** 2))
-    mapx = xs - amount * g * np.sign(xs - cx) * np.minimum(1, np.abs(xs - cx) / (15 * scale))
-    mapy = ys - amount * g * np.sign(ys - cy) * np.minimum(1, np.abs(ys - cy) / (15 * scale))
-    return cv2.remap(image, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+working = scenes.srgb_to_acescg
+reshape_face = scenes.reshape_face
 
 
 def landmarks(colour: Colour, image: np.ndarray) -> np.ndarray:

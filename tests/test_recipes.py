@@ -26,9 +26,7 @@ def colour() -> Colour:
     return Colour()
 
 
-def working(colour: Colour, rgb8: np.ndarray) -> np.ndarray:
-    return colour.convert(np.ascontiguousarray(rgb8, dtype=np.float32) / 255.0, "sRGB Encoded Rec.709 (sRGB)",
-                          "ACEScg")
+working = scenes.srgb_to_acescg
 
 
 def write_plate(folder: Path, frames: list[np.ndarray], colour: Colour, gains: list[float] | None = None) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 
 from engine.analysis import alignment, nuke_export
 from engine.errors import InputError
+from engine.io.atomic import write_text_atomic
 
 
 @dataclass
@@ -175,7 +176,4 @@ def write(motion: CameraMotion, path: str, width: int, height: int, fps: float, 
         text = to_nuke(motion, plate)
     else:
         raise ValueError(f"unknown camera motion format {extension!r}")
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
+    write_text_atomic(path, text)

@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.analysis import alignment, nuke_export
 from engine.errors import InputError
+from engine.io.atomic import write_text_atomic
 
 
 @dataclass
@@ -155,7 +156,4 @@ def write(track: PlanarTrack, path: str, width: int, height: int, fps: float, pl
         text = to_nuke(track, height, plate)
     else:
         raise ValueError(f"unknown planar track format {extension!r}")
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(partial, path)
+    write_text_atomic(path, text)

@@ -112,3 +112,10 @@ def remove_stale_temps(directory: str) -> list[str]:
             os.remove(path)
             removed.append(path)
     return removed
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a crash leaves the old file or the new, never half."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
