@@ -106,6 +106,14 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "reference": (FRAME, None),
         "shutter": (Number(0.0, 1.0), 0.5),
     },
+    # The take's movement carried onto another picture: ``target`` (a new character or object
+    # placed on the ``reference`` frame) follows the plate's dense flow from that frame
+    # (engine.transforms.motion_transfer).
+    "motion_transfer": {
+        "target": (PATH, None),
+        "reference": (FRAME, None),
+        "flow": (("torch", "dis"), "torch"),
+    },
     # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
     # softness), interpolated like a grade, added on a shading estimate of the plate
     # (engine.transforms.relight).

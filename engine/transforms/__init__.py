@@ -63,7 +63,7 @@ def _build_propagate(job: Job, context: TransformContext) -> FrameTransform:
 STRUCTURE_KEEPING = frozenset({"grade"})
 # Transformations whose output is another picture (the plate only drives them): locks, which
 # hold the plate's people, do not apply to them either.
-NOT_THE_PLATE = frozenset({"camera_transfer", "reframe"})
+NOT_THE_PLATE = frozenset({"camera_transfer", "reframe", "motion_transfer"})
 # Transformations driven by keyframe images: keyframes with only a prompt are generated for them.
 KEYFRAME_DRIVEN = frozenset({"propagate", "character", "vfx"})
 # Transformations whose output has an alpha channel of their own, whatever the plate has.
@@ -105,6 +105,12 @@ def _build_relight(job: Job, context: TransformContext) -> FrameTransform:
     return RelightTransform.from_job(job, context.device)
 
 
+def _build_motion_transfer(job: Job, context: TransformContext) -> FrameTransform:
+    from engine.transforms.motion_transfer import MotionTransferTransform
+
+    return MotionTransferTransform.from_job(job, context)
+
+
 def _build_reframe(job: Job, context: TransformContext) -> FrameTransform:
     from engine.transforms.reframe import ReframeTransform
 
@@ -120,6 +126,7 @@ BUILDERS: dict[str, Callable[[Job, TransformContext], FrameTransform]] = {
     "product_swap": _build_product_swap,
     "environment": _build_environment,
     "relight": _build_relight,
+    "motion_transfer": _build_motion_transfer,
     "reframe": _build_reframe,
 }
 
