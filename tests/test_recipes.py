@@ -466,3 +466,35 @@ def test_motion_transfer_moves_a_new_picture_as_the_take_moved(colour, tmp_path:
         truth = colour.convert(working(colour, at(new, -t)), "ACEScg", "ACES2065-1")
         score = psnr(cct(colour, frame)[inner], cct(colour, truth)[inner])
         assert score > 28.0, f"frame {1001 + t}: {score:.1f} dB"
+
+
+def test_motion_transfer_face_mode_drives_a_portrait_with_the_actor(colour, tmp_path: Path) -> None:
+    """The actor's head turns and moves (a known similarity per frame); a portrait of the same
+    face on another background, driven by it, lands where the actor's face is."""
+    from engine.analysis import models
+    from engine.locks import face_regions
+
+    if any(s.state != "ok" for s in models.model_status()):
+        pytest.skip("analysis models not installed; run `retake models --install` (./setup.sh does it)")
+    n = 6
+    places = [scenes.Placement(300 + 5 * t, 180 - 2 * t, 130, angle=2.0 * t) for t in range(n)]
+    take = [scenes.render(scenes.background(W, H, seed=1), [p]) for p in places]
+    plate = write_plate(tmp_path / "plate", take, colour)
+    back = scenes.background(W, H, seed=9)
+    target = tmp_path / "portrait.exr"
+    write_exr(str(target), working(colour, scenes.render(back, [places[0]])), chromaticities=AP1, aces_container=False)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "motion_transfer", "target": str(target), "reference": 1001, "mode": "face"}}
+    out = render(spec, tmp_path, "driven")
+    from engine.analysis.faces import FaceDetector, FaceLandmarker, detect_faces
+    detector, landmarker = FaceDetector(threads=2), FaceLandmarker(threads=2)
+    for t in (2, 5):
+        truth = working(colour, scenes.render(back, [places[t]]))
+        marks = detect_faces(scenes.render(back, [places[t]]), detector, landmarker)[0].landmarks[:, :2]
+        (region, _), = face_regions([marks], W, H, grow=0.0)
+        inside = cv2.erode((region > 0.99).astype(np.uint8), None, iterations=4) > 0
+        got = cct(colour, out[t])
+        want = colour.convert(truth, "ACEScg", "ACEScct")
+        still = colour.convert(working(colour, scenes.render(back, [places[0]])), "ACEScg", "ACEScct")
+        driven, undriven = psnr(got[inside], want[inside]), psnr(still[inside], want[inside])
+        assert driven > undriven + 4.0 and driven > 24.0, (t, driven, undriven)

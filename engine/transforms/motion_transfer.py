@@ -8,8 +8,16 @@ from the reference frame (the same chained, occlusion-checked flow as ``propagat
 ACEScct. Where the take's content cannot be followed (it was hidden, or outside the
 reference frame), the target is carried all the same: there is no other picture to take.
 
-What is approximated: the dense flow carries shapes as the take's surfaces move; a
-portrait driven by an actor's face landmarks or a body by its pose is not yet a mode.
+``mode`` ``face``: a portrait driven by an actor's performance. The actor's face (the
+largest in the take) is measured on every frame (468 landmarks); its movement since the
+reference frame, mapped onto the portrait's own face by the similarity between the two
+faces, moves the portrait's landmarks, and the picture around them follows a smooth
+landmark-driven warp (a Gaussian-weighted field, fading out beyond the face). Where the
+actor's face is not found on a frame the portrait holds its last pose.
+
+What is approximated: the dense flow carries shapes as the take's surfaces move; the
+face mode moves the portrait's pixels (it does not paint a mouth's inside that the
+portrait never showed); a body driven by its pose is not yet a mode.
 
 Frames in and out: (H, W, C) float32 scene-linear ACEScg; alpha untouched.
 """
@@ -43,9 +51,17 @@ class MotionTransferTransform(PropagateTransform):
         check_frame("reference", reference, context)
         keyed = replace(job, keyframes=(Keyframe(frame=reference, image=params["target"]),))
         check_keyframes(keyed, context.colour, context.size, context.device)
-        return cls(keyed, context, flow_method=params.get("flow", "torch"))
+        transform = cls(keyed, context, flow_method=params.get("flow", "torch"))
+        transform.face = FaceDrive.from_context(transform, context, reference) if params.get("mode") == "face" else None
+        return transform
+
+    face: "FaceDrive | None" = None
 
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
+        if self.face is not None:
+            out = np.array(image, dtype=np.float32, copy=True)
+            out[..., :3] = self.face.apply(frame, image)
+            return out
         target, _source = self._key(0)
         out = np.array(image, dtype=np.float32, copy=True)
         if frame == self.key_frames[0]:
@@ -57,3 +73,98 @@ class MotionTransferTransform(PropagateTransform):
                 moved = acescct_decode(warp_sharp(acescct_encode(target), flow))
         out[..., :3] = moved[0].permute(1, 2, 0).cpu().numpy()
         return out
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The (2, 2) rotation-and-scale taking ``src`` (N, 2) about its centroid onto ``dst`` about its own."""
+    a, b = src - src.mean(axis=0), dst - dst.mean(axis=0)
+    u, sig, vt = np.linalg.svd(b.T @ a)
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        u[:, -1] *= -1
+        rotation = u @ vt
+    scale = sig.sum() / max((a ** 2).sum(), 1e-9)
+    return scale * rotation
+
+
+def driven_field(points: np.ndarray, moved: np.ndarray, width: int, height: int, sigma: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (map_x, map_y) for ``cv2.remap``: the picture whose landmarks are ``points`` redrawn
+    with them at ``moved`` (both (N, 2) frame pixels, centres at +0.5). The displacement is the
+    Gaussian-weighted mean of the landmarks' own (sigma px), fading to none beyond about two sigma."""
+    import cv2
+
+    step = max(1, int(sigma // 3))   # the field is smooth: solve it on a coarse grid, then resize
+    gw, gh = (width + step - 1) // step, (height + step - 1) // step
+    gx, gy = np.meshgrid((np.arange(gw) + 0.5) * step, (np.arange(gh) + 0.5) * step)
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    shift = points - moved                       # from where a landmark is now to where it was
+    total = np.zeros((len(grid), 2))
+    weight = np.zeros(len(grid))
+    for start in range(0, len(moved), 64):
+        q = moved[start:start + 64]
+        k = np.exp(-((grid[:, None, :] - q[None]) ** 2).sum(-1) / (2 * sigma ** 2))
+        total += k @ shift[start:start + 64]
+        weight += k.sum(axis=1)
+    field = (total / (weight + np.exp(-2.0))[:, None]).reshape(gh, gw, 2).astype(np.float32)
+    field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return xs + field[..., 0], ys + field[..., 1]
+
+
+class FaceDrive:
+    """The portrait ``target`` (H, W, 3) ACEScg driven by the take's leading face."""
+
+    def __init__(self, target: np.ndarray, portrait: np.ndarray, actor: dict[int, np.ndarray], reference: int
+                 ) -> None:
+        self.target = target
+        self.portrait = portrait            # (468, 2) the portrait's landmarks
+        self.actor = actor                  # frame -> (468, 2) the actor's landmarks
+        self.reference = reference
+        self.mapping = _similarity(actor[reference], portrait)
+        self.sigma = 0.12 * float(np.ptp(portrait[:, 1]))
+
+    @classmethod
+    def from_context(cls, transform: PropagateTransform, context: TransformContext, reference: int) -> "FaceDrive":
+        from engine.analysis.faces import FaceDetector, FaceLandmarker, detect_faces
+        from engine.analysis.frames import display_rgb8
+        from engine.errors import JobError
+
+        detector, landmarker = FaceDetector(), FaceLandmarker()
+
+        def leading(working: np.ndarray) -> np.ndarray | None:
+            faces = detect_faces(display_rgb8(context.colour, working), detector, landmarker)
+            if not faces:
+                return None
+            best = max(faces, key=lambda f: float(f.box[3] - f.box[1]))
+            return best.landmarks[:, :2].astype(np.float64)
+
+        target = transform._key(0)[0][0].permute(1, 2, 0).cpu().numpy()
+        portrait = leading(target)
+        if portrait is None:
+            raise JobError("no face found in the motion_transfer target", path="$.transform.target",
+                           hint="the face mode needs a portrait: a face the detector can find, as large as the actor's")
+        first, last = context.frames
+        actor: dict[int, np.ndarray] = {}
+        last_seen = None
+        for frame in range(first, last + 1):
+            found = leading(context.source(frame))
+            if found is not None:
+                last_seen = found
+            if last_seen is not None:
+                actor[frame] = last_seen
+        if reference not in actor or leading(context.source(reference)) is None:
+            raise JobError(f"no face found on the reference frame {reference} of the take",
+                           path="$.transform.reference", hint="pick a frame where the actor's face is clear")
+        for frame in range(first, last + 1):   # frames before the first sighting hold the reference pose
+            actor.setdefault(frame, actor[reference])
+        return cls(target, portrait, actor, reference)
+
+    def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
+        import cv2
+
+        height, width = image.shape[:2]
+        moved = self.portrait + (self.actor[frame] - self.actor[self.reference]) @ self.mapping.T
+        map_x, map_y = driven_field(self.portrait, moved, width, height, self.sigma)
+        return cv2.remap(np.ascontiguousarray(self.target, dtype=np.float32), map_x - 0.0, map_y - 0.0,
+                         cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
