@@ -124,13 +124,16 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # Another aspect ratio after the take, the crop following the subject (faces, else
     # people, else the centre) on a smooth path that holds still while the subject does
     # (engine.transforms.reframe). hold: the dead band, a share of the crop; smoothness:
-    # of the path (higher = slower moves); letterbox: a wider crop between black bars.
+    # of the path (higher = slower moves); letterbox: a wider crop between black bars;
+    # extend: a wider ratio made by extending the frame sideways from what the camera saw
+    # in other frames (engine.transforms.extend) instead of cropping its height.
     "reframe": {
         "aspect": (ASPECT, "9:16"),
         "subject": (("auto", "faces", "people", "centre"), "auto"),
         "hold": (Number(0.0, 0.5), 0.1),
         "smoothness": (Number(1.0, 1e6), 200.0),
         "letterbox": (("off", "on"), "off"),
+        "extend": (("off", "on"), "off"),
     },
 }
 

@@ -498,3 +498,35 @@ def test_motion_transfer_face_mode_drives_a_portrait_with_the_actor(colour, tmp_
         still = colour.convert(working(colour, scenes.render(back, [places[0]])), "ACEScg", "ACEScct")
         driven, undriven = psnr(got[inside], want[inside]), psnr(still[inside], want[inside])
         assert driven > undriven + 4.0 and driven > 24.0, (t, driven, undriven)
+
+
+def test_extend_frame_fills_the_new_sides_from_what_the_camera_saw(colour, tmp_path: Path) -> None:
+    """A known pan over a wide photograph: extending 16:9 to 2.39:1, the new sides come from the
+    frames that saw them and match the photograph there."""
+    n, w, h = 12, 320, 180
+    world = cv2.resize(np.ascontiguousarray(photo("coffee", (900, 300))), (900, 300), interpolation=cv2.INTER_AREA)
+
+    def view(x0: float) -> np.ndarray:
+        m = np.float32([[1, 0, x0], [0, 1, 60]])
+        return cv2.warpAffine(world, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+
+    starts = [250 + 14 * t for t in range(n)]            # the camera pans right, 14 px a frame
+    plate = write_plate(tmp_path / "plate", [view(x) for x in starts], colour)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "reframe", "aspect": "2.39:1", "extend": "on"}}
+    out = render(spec, tmp_path, "wide")
+    wide = 2 * round(h * 2.39 / 2)
+    assert out[0].shape[:2] == (h, wide)
+    margin = (wide - w) // 2
+    t = 6   # a middle frame: its left side was seen by earlier frames, its right by later ones
+    truth = colour.convert(working(colour, cv2.warpAffine(world, np.float32([[1, 0, starts[t] - margin], [0, 1, 60]]),
+                                                          (wide, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)),
+                           "ACEScg", "ACEScct")
+    got = cct(colour, out[t])
+    for side in (slice(4, margin - 2), slice(margin + w + 2, wide - 4)):
+        assert psnr(got[8:-8, side], truth[8:-8, side]) > 26.0
+    centre = slice(margin + 2, margin + w - 2)
+    source = colour.convert(working(colour, view(starts[t])), "ACEScg", "ACEScct")
+    assert psnr(got[:, centre], source[:, 2:-2]) > 40.0   # the shot itself is untouched
+    with pytest.raises(JobError, match="extend is for a wider ratio"):
+        render(dict(spec, transform={"name": "reframe", "aspect": "9:16", "extend": "on"}), tmp_path, "bad")

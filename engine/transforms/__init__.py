@@ -76,9 +76,14 @@ def output_size(job: Job, width: int, height: int) -> tuple[int, int]:
     if job.transform.name == "reframe":
         from engine.transforms.reframe import crop_size, parse_aspect
 
+        aspect = parse_aspect(job.transform.params["aspect"])
+        if job.transform.params.get("extend") == "on" and aspect > width / height:
+            from engine.transforms.extend import extended_size
+
+            return extended_size(aspect, width, height)
         if job.transform.params.get("letterbox") == "on":
             return width, height
-        return crop_size(parse_aspect(job.transform.params["aspect"]), width, height)
+        return crop_size(aspect, width, height)
     return width, height
 
 def _build_camera_transfer(job: Job, context: TransformContext) -> FrameTransform:

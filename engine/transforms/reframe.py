@@ -153,6 +153,12 @@ class ReframeTransform:
         params = job.transform.params
         width, height = context.size
         aspect = parse_aspect(params["aspect"])
+        if params.get("extend") == "on":
+            if aspect <= width / height:
+                raise JobError(f"extend is for a wider ratio than the plate's ({params['aspect']} is not wider)",
+                               path="$.transform.extend", hint='set "extend": "off" to crop instead')
+            from engine.transforms.extend import ExtendTransform
+            return ExtendTransform.from_context(context, aspect)  # type: ignore[return-value]
         crop = crop_size(aspect, width, height)
         horizontal = crop[0] < width
         if params["letterbox"] == "on" and horizontal:
