@@ -378,6 +378,8 @@ def _parse_plate(data: Any, errors: _Errors, base_dir: Path | None) -> PlateSpec
     last = _int(d, "last", path, errors)
     if first is not None and last is not None and last < first:
         errors.add(f"{path}.last", last, f"a frame number not before plate.first ({first})")
+    if isinstance(d.get("fps"), (int, float)) and not isinstance(d.get("fps"), bool):
+        d = {**d, "fps": repr(d["fps"])}   # 24 or 23.976 as a number means what "24" or "23.976" does
     fps = _str(d, "fps", path, errors)
     if fps is not None and parse_fps(fps) is None:
         errors.add(f"{path}.fps", fps, 'a frame rate such as "24", "25", "23.976" or "24000/1001"')
@@ -730,7 +732,8 @@ JOB_SCHEMA: dict[str, Any] = {
                 "last": {"type": "integer"},
                 "part": {"type": ["string", "integer"]},
                 "view": {"type": "string"},
-                "fps": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+|/[0-9]+)?$"},
+                "fps": {"oneOf": [{"type": "string", "pattern": r"^[0-9]+(\.[0-9]+|/[0-9]+)?$"},
+                                  {"type": "number", "exclusiveMinimum": 0}]},
                 "missing": {"enum": list(MISSING_POLICIES), "default": "error"},
                 "nonfinite": {"enum": list(NONFINITE_POLICIES), "default": "error"},
             },

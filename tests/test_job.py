@@ -146,3 +146,13 @@ def test_job_module_needs_only_the_standard_library():
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fps_may_be_written_as_a_number() -> None:
+    from engine.job import parse_job
+
+    base = {"output": {"path": "/o.####.exr"}, "transform": {"name": "grade"}}
+    assert parse_job(dict(base, plate={"path": "/p.####.exr", "fps": 24})).plate.fps == "24"
+    assert parse_job(dict(base, plate={"path": "/p.####.exr", "fps": 23.976})).plate.fps == "23.976"
+    with pytest.raises(JobError, match=r"\$.plate.fps"):
+        parse_job(dict(base, plate={"path": "/p.####.exr", "fps": -3}))
