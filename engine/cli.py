@@ -95,8 +95,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"retake: variant {index + 1}/{total}: {name}", file=sys.stderr)
 
     sheet = None
-    if jobs[0][0] is not None:   # a campaign: a summary of its variants beside the job file
-        sheet = os.path.splitext(os.path.abspath(args.job))[0] + ".campaign.png"
+    if jobs[0][0] is not None:   # a campaign: a summary of its variants where their outputs are
+        folder = os.path.commonpath([os.path.dirname(os.path.abspath(job.output.path)) for _, job in jobs])
+        sheet = os.path.join(folder, os.path.splitext(os.path.basename(args.job))[0] + ".campaign.png")
     run_campaign(jobs, options, extra_inputs=[os.path.abspath(args.job)], on_variant=on_variant, sheet=sheet)
     if sheet and os.path.exists(sheet) and args.progress != "json":
         print(f"retake: campaign contact sheet -> {sheet}", file=sys.stderr)

@@ -62,6 +62,6 @@ def test_retake_run_renders_every_variant_and_a_contact_sheet(tmp_path: Path) ->
     assert [e["name"] for e in events if e["event"] == "variant"] == ["warm", "cold"]
     for name in ("warm", "cold"):
         assert len(list((tmp_path / "out" / name).glob("sh010.*.exr"))) == 4
-    assert (tmp_path / "campaign.campaign.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "campaign.campaign.png").stat().st_size > 1000   # where the variants went
     with pytest.raises(JobError, match="is a campaign"):
         load_job(job)

@@ -5,9 +5,9 @@ the source frame is taken from what the camera saw in other frames: the plate's 
 motion (``engine.analysis.camera``, per-frame homographies of the background) carries
 each neighbouring frame into this frame's geometry, nearest frames first, and the first
 one that covers a pixel gives it (a mosaic, as a matte painter would build one). What no
-frame within ``reach`` saw is filled from around it (a normalised convolution in ACEScct,
-coarse to fine), the same way on every frame, so it does not flicker more than the
-mosaic around it.
+frame within ``reach`` saw is filled from around it (push-pull in ACEScct: smooth colour,
+no texture), the same way on every frame, so it does not flicker more than the mosaic
+around it.
 
 What is approximated: the homographies hold for the background (distant or planar
 scenery); moving people near the frame's edge are not carried into the extension.
@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from engine.encoding import acescct_decode, acescct_encode
-from engine.synth import normalised_conv
 from engine.transforms import TransformContext
 
 __all__ = ["ExtendTransform", "extended_size", "REACH"]
@@ -86,7 +85,8 @@ class ExtendTransform:
                 warped = warped[..., None]
             cover = cv2.warpPerspective(np.ones(source.shape[:2], np.float32), m, (out_w, out_h),
                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            cover = cv2.erode(cover, np.ones((3, 3), np.uint8))   # no half-covered edge pixels
+            # no edge pixel that the bicubic kernel (2 px) mixed with the black outside
+            cover = cv2.erode(cover, np.ones((5, 5), np.uint8))
             take = (cover > 0.999) & (filled < 0.5)
             canvas[take] = warped[take]
             filled[take] = 1.0
@@ -98,18 +98,25 @@ class ExtendTransform:
 
 
 def _fill_holes(image: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """(H, W, 3) ACEScg with the pixels where ``known`` is 0 filled from around them (ACEScct)."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-    w = torch.from_numpy(np.ascontiguousarray(known))[None, None]
-    code = acescct_encode(t)
-    out = code * w
-    have = w.clone()
-    sigma = 2.0
-    while bool((have < 0.999).any()) and sigma < 4 * max(image.shape[:2]):
-        spread = normalised_conv(code, w, sigma)
-        density = normalised_conv(w, w, sigma)   # > 0 where some known pixel is within reach
-        reached = (density > 0.5) & (have < 0.5)
-        out = torch.where(reached, spread, out)
-        have = torch.where(reached, torch.ones_like(have), have)
-        sigma *= 2.0
-    return acescct_decode(out)[0].permute(1, 2, 0).numpy().astype(np.float32)
+    """(H, W, 3) ACEScg with the pixels where ``known`` is 0 filled from around them, in ACEScct.
+
+    Push-pull: the known pixels are averaged down a pyramid until every cell has some, then
+    each level fills its holes from the smoother level below it, interpolated: a hole gets
+    the colours around it, smoothly, with no bands where one scale hands over to the next.
+    """
+    import torch.nn.functional as F
+
+    code = acescct_encode(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None])
+    weight = torch.from_numpy(np.ascontiguousarray(known, dtype=np.float32))[None, None]
+    levels = [(code * weight, weight)]
+    while bool((levels[-1][1] <= 0).any()) and min(levels[-1][1].shape[-2:]) > 1:
+        num, den = levels[-1]
+        levels.append((F.avg_pool2d(num, 2, ceil_mode=True), F.avg_pool2d(den, 2, ceil_mode=True)))
+    num, den = levels[-1]
+    filled = num / den.clamp_min(1e-6)
+    for num, den in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=num.shape[-2:], mode="bilinear", align_corners=False)
+        here = num / den.clamp_min(1e-6)
+        share = den.clamp(0.0, 1.0)
+        filled = share * here + (1.0 - share) * up
+    return acescct_decode(filled)[0].permute(1, 2, 0).numpy().astype(np.float32)
