@@ -186,6 +186,7 @@ class Keyframe:
     grade: CDL | None = None
     look: str | None = None
     light: Light | None = None
+    centre: tuple[float, float] | None = None   # reframe: the artist's crop centre here, plate pixels
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,16 @@ def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple
     for i, item in enumerate(data):
         path = f"$.keyframes[{i}]"
         d = _obj(item, path, errors, ("frame", "image", "colorspace", "prompt", "reference", "strength", "grade", "look",
-                                      "light"))
+                                      "light", "centre"))
+        centre = None
+        if "centre" in d:
+            value = d["centre"]
+            if (isinstance(value, list) and len(value) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+                centre = (float(value[0]), float(value[1]))
+            else:
+                errors.add(f"{path}.centre", value, "[x, y]: where the reframe's crop is centred on this frame, "
+                                                    "plate pixels (y down)")
         frame = _int(d, "frame", path, errors, required=True)
         if frame is None:
             continue
@@ -469,6 +479,7 @@ def _parse_keyframes(data: Any, errors: _Errors, base_dir: Path | None) -> tuple
             grade=grade,
             look=look,
             light=_parse_light(d["light"], f"{path}.light", errors) if "light" in d else None,
+            centre=centre,
         ))
     return tuple(sorted(keys, key=lambda k: k.frame))
 
@@ -754,6 +765,8 @@ JOB_SCHEMA: dict[str, Any] = {
                     "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 1},
                     "grade": _CDL_SCHEMA,
                     "look": {"type": "string", "minLength": 1, "description": "An OCIO look of the config."},
+                    "centre": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                               "description": "reframe: the crop's centre on this frame [x, y], plate pixels."},
                     "light": {
                         "type": "object", "additionalProperties": False,
                         "description": "A light added by relight at this keyframe (interpolated between keyframes).",

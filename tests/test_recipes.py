@@ -536,3 +536,23 @@ def test_extend_frame_fills_the_new_sides_from_what_the_camera_saw(colour, tmp_p
     assert psnr(got[:, centre], source[:, 2:-2]) > 40.0   # the shot itself is untouched
     with pytest.raises(JobError, match="extend is for a wider ratio"):
         render(dict(spec, transform={"name": "reframe", "aspect": "9:16", "extend": "on"}), tmp_path, "bad")
+
+
+def test_reframe_honours_the_artists_keyframed_framing(colour, tmp_path: Path) -> None:
+    from engine.transforms.reframe import plan_path
+
+    still = np.full(120, 320.0)
+    path = plan_path(still, crop=200, extent=640, fixed={60: 200.0})
+    assert path[60] == pytest.approx(200.0, abs=0.5)
+    assert np.abs(path[:20] - 320).max() < 1 and np.abs(path[100:] - 320).max() < 1   # far from it: held
+    assert np.abs(np.diff(path, 2)).max() < 3.0   # eased in and out, no jump
+    frames = [scenes.background(W, H, seed=i) for i in range(4)]
+    plate = write_plate(tmp_path / "plate", frames, colour)
+    spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
+            "transform": {"name": "reframe", "aspect": "1:1", "subject": "centre"},
+            "keyframes": [{"frame": 1003, "centre": [200, 180]}]}
+    out = render(spec, tmp_path, "pinned")
+    source = colour.convert(working(colour, frames[2]), "ACEScg", "ACES2065-1")
+    assert np.abs(out[2][..., :3] - source[:, 20:380]).max() < 2e-3   # the crop centred on x = 200
+    with pytest.raises(JobError, match=r"\$.keyframes\[0\].centre"):
+        parse_job(dict(spec, keyframes=[{"frame": 1003, "centre": [1]}], output={"path": "/x.####.exr"}))

@@ -14,7 +14,9 @@ the whole plate before the first frame is written:
    bounded acceleration;
 4. **safe area**: wherever the smoothed path would leave the subject outside the
    crop's safe area (its central ``SAFE`` share), the path is pulled back to it and
-   smoothed again, until the subject is inside on every frame it can be.
+   smoothed again, until the subject is inside on every frame it can be;
+5. **the artist's word**: a keyframe with a ``centre`` ([x, y], plate pixels) pins the
+   crop there on that frame; the path eases to and from it.
 
 ``letterbox`` ``on`` puts a wider crop back into the source frame's size between
 black bars (alpha 0), as a 2.39:1 letterbox inside a 16:9 delivery.
@@ -24,6 +26,7 @@ Frames in: (H, W, C) float32 ACEScg at the working size; out: the crop's size
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +39,7 @@ __all__ = ["ReframeTransform", "parse_aspect", "crop_size", "plan_path", "SAFE"]
 
 SAFE = 0.8   # the share of the crop (about its centre) the subject must stay inside
 HOLD_FRAMES = 12   # a still subject for this many frames locks the crop off
+EASE = 12          # frames over which the path eases to an artist's pinned framing (each side, doubled)
 NAMED = {"9:16": 9 / 16, "1:1": 1.0, "4:5": 4 / 5, "16:9": 16 / 9, "2.39:1": 2.39, "4:3": 4 / 3}
 
 
@@ -91,20 +95,23 @@ def _hold(subject: np.ndarray, band: float) -> np.ndarray:
 
 
 def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1, smoothness: float = 200.0,
-              sizes: np.ndarray | None = None) -> np.ndarray:
+              sizes: np.ndarray | None = None, fixed: dict[int, float] | None = None) -> np.ndarray:
     """The crop centre per frame along one axis.
 
     subject: (N,) the subject's centre (px; NaN where none was found: the path coasts);
     crop: the crop's length along the axis; extent: the frame's; sizes: (N,) the subject's
     half-extent along the axis (px; None: a point), so that all of it, not only its centre,
-    stays in the safe area. Returns (N,) centres, inside [crop / 2, extent - crop / 2],
-    smooth, holding still while the subject stays in its band.
+    stays in the safe area; fixed: {index: centre} the artist's own framing on those frames,
+    which the path passes through exactly (the subject may leave the safe area there: the
+    artist decided). Returns (N,) centres, inside [crop / 2, extent - crop / 2], smooth,
+    holding still while the subject stays in its band.
     """
     half = crop / 2.0
     lo, hi = half, extent - half
     known = np.isfinite(subject)
-    if not known.any():
-        return np.full(len(subject), extent / 2.0)
+    if not known.any():   # no subject anywhere: the frame's centre (and the artist's framing, if any)
+        subject = np.full(len(subject), extent / 2.0)
+        known = np.ones(len(subject), dtype=bool)
     filled = np.interp(np.arange(len(subject)), np.flatnonzero(known), subject[known])
     target = np.clip(_hold(filled, hold * crop), lo, hi)
     weights = np.where(known, 1.0, 0.05)
@@ -119,12 +126,23 @@ def plan_path(subject: np.ndarray, crop: float, extent: float, hold: float = 0.1
                 target[start:i] = target[start]
                 weights[start + HOLD_FRAMES // 2:i] = 1e4
             start = i
+    pinned = np.zeros(len(subject), dtype=bool)
+    for index, centre in (fixed or {}).items():
+        # The target eases to the artist's framing and back over EASE frames each side (a raised
+        # cosine), no hold is locked there, and the safe area gives way: the artist decided.
+        centre = float(np.clip(centre, lo, hi))
+        for j in range(max(0, index - 2 * EASE), min(len(target), index + 2 * EASE + 1)):
+            share = 0.5 * (1.0 + math.cos(math.pi * min(1.0, abs(j - index) / (2.0 * EASE))))
+            target[j] = target[j] * (1.0 - share) + centre * share
+            weights[j] = min(weights[j], 1.0)
+            pinned[j] = True
+        weights[index] = 1e6
     path = np.clip(_whittaker(target, weights, smoothness), lo, hi)
     half_sizes = np.zeros(len(subject)) if sizes is None else np.nan_to_num(np.asarray(sizes, np.float64))
     reach = np.maximum(0.0, SAFE * half - half_sizes)
     for _ in range(20):   # pull the path back where the subject would leave the safe area
         off = np.abs(filled - path) > reach
-        off &= known
+        off &= known & ~pinned
         if not off.any():
             break
         wanted = np.clip(np.where(filled > path, filled - reach * 0.95, filled + reach * 0.95), lo, hi)
@@ -169,8 +187,12 @@ class ReframeTransform:
         along = np.array([subjects[f][0] for f in frames], dtype=np.float64)
         sizes = np.array([subjects[f][1] for f in frames], dtype=np.float64)
         length, extent = (crop[0], width) if horizontal else (crop[1], height)
+        plate_w = context.plate.width if context.plate is not None else width
+        axis = 0 if horizontal else 1
+        fixed = {frames.index(k.frame): k.centre[axis] * (width / plate_w)   # plate -> working px
+                 for k in job.keyframes if k.centre is not None and k.frame in subjects}
         path = plan_path(along, length, extent, hold=float(params["hold"]), smoothness=float(params["smoothness"]),
-                         sizes=sizes)
+                         sizes=sizes, fixed=fixed)
         return cls(dict(zip(frames, path.tolist())), horizontal, crop, (width, height), params["letterbox"] == "on")
 
     def window(self, frame: int) -> tuple[slice, slice]:
