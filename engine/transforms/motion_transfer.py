@@ -17,7 +17,9 @@ actor's face is not found on a frame the portrait holds its last pose.
 
 What is approximated: the dense flow carries shapes as the take's surfaces move; the
 face mode moves the portrait's pixels (it does not paint a mouth's inside that the
-portrait never showed); a body driven by its pose is not yet a mode.
+portrait never showed). A body driven by its pose is not a mode: MediaPipe's pose
+landmarks moved by up to 50 px between two renders of the same moving figure here (its
+shoulders and arms follow the background), too unsteady to drive a picture by.
 
 Frames in and out: (H, W, C) float32 scene-linear ACEScg; alpha untouched.
 """
@@ -160,11 +162,30 @@ class FaceDrive:
             actor.setdefault(frame, actor[reference])
         return cls(target, portrait, actor, reference)
 
+    def actor_motion(self, frame: int) -> np.ndarray:
+        """(N, 2) how each actor landmark moved since the reference frame, in the actor's pixels:
+        a similarity fitted robustly to all of them (a landmark the model misplaced on this frame,
+        far from where the others put it, drops out and follows the others), plus each kept
+        landmark's own move beyond it (the expression)."""
+        ref, now = self.actor[self.reference], self.actor[frame]
+        keep = np.ones(len(ref), dtype=bool)
+        for _ in range(3):
+            linear = _similarity(ref[keep], now[keep])
+            shift = now[keep].mean(axis=0) - ref[keep].mean(axis=0) @ linear.T
+            predicted = ref @ linear.T + shift
+            residual = np.linalg.norm(now - predicted, axis=1)
+            limit = max(3.0 * float(np.median(residual[keep])), 0.02 * float(np.ptp(ref[:, 1])), 1.0)
+            keep = residual <= limit
+            if keep.sum() < 3:
+                keep = np.ones(len(ref), dtype=bool)
+                break
+        return predicted + np.where(keep[:, None], now - predicted, 0.0) - ref
+
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
         import cv2
 
         height, width = image.shape[:2]
-        moved = self.portrait + (self.actor[frame] - self.actor[self.reference]) @ self.mapping.T
+        moved = self.portrait + self.actor_motion(frame) @ self.mapping.T
         map_x, map_y = driven_field(self.portrait, moved, width, height, self.sigma)
         return cv2.remap(np.ascontiguousarray(self.target, dtype=np.float32), map_x - 0.0, map_y - 0.0,
                          cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
