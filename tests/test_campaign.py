@@ -65,3 +65,21 @@ def test_retake_run_renders_every_variant_and_a_contact_sheet(tmp_path: Path) ->
     assert (tmp_path / "out" / "campaign.campaign.png").stat().st_size > 1000   # where the variants went
     with pytest.raises(JobError, match="is a campaign"):
         load_job(job)
+
+
+def test_variants_of_one_plate_share_its_analysis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reframe campaign in one process finds the subjects once, whatever the number of ratios."""
+    from engine.campaign import run_campaign
+    from engine.transforms import reframe
+
+    calls = []
+    real = reframe.find_subjects
+    monkeypatch.setattr(reframe, "find_subjects", lambda *a, **k: calls.append(a[1:]) or real(*a, **k))
+    plate = write_plate(tmp_path / "plate", count=3, width=96, height=54)
+    spec = {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": {"name": "reframe", "subject": "centre"},
+            "output": {"path": str(tmp_path / "out" / "{variant}" / "r.####.exr")},
+            "variants": [{"name": "tall"}, {"name": "tall_again", "transform": {"hold": 0.2}},
+                         {"name": "square", "transform": {"aspect": "1:1"}}]}
+    results = run_campaign(parse_campaign(spec))
+    assert all(len(r.rendered) == 3 for r in results)
+    assert len(calls) == 1   # 9:16 and 1:1 both crop sideways: one analysis serves all three

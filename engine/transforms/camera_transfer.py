@@ -22,7 +22,7 @@ import numpy as np
 from engine.job import Job
 from engine.transforms import TransformContext
 from engine.transforms.homography import analysis_frames, blurred_warp, check_frame, interpolate, read_picture, \
-    scale_homography
+    scale_homography, shared_analysis
 
 __all__ = ["CameraTransferTransform"]
 
@@ -50,9 +50,12 @@ class CameraTransferTransform:
         check_frame("reference", reference, context)
         name = "target" if "target" in params else "image"   # environment calls its picture "image"
         target, _alpha = read_picture(params[name], context.colour, name)
-        frames, scale = analysis_frames(context)
-        motion = track_camera(frames, reference)
-        homographies = {f: scale_homography(h, scale) for f, h in motion.homographies.items()}
+        def track() -> dict[int, np.ndarray]:
+            frames, scale = analysis_frames(context)
+            motion = track_camera(frames, reference)
+            return {f: scale_homography(h, scale) for f, h in motion.homographies.items()}
+
+        homographies = shared_analysis(context, ("camera", reference), track)
         return cls(target, homographies, context.size, float(params["shutter"]))
 
     def _at(self, frame: int, t: float) -> np.ndarray:

@@ -49,12 +49,16 @@ class ExtendTransform:
     @classmethod
     def from_context(cls, context: TransformContext, aspect: float) -> "ExtendTransform":
         from engine.analysis.camera import track_camera
-        from engine.transforms.homography import analysis_frames, scale_homography
+        from engine.transforms.homography import analysis_frames, scale_homography, shared_analysis
 
-        frames, scale = analysis_frames(context)
         first = context.frames[0]
-        motion = track_camera(frames, first)
-        homographies = {f: scale_homography(h, scale) for f, h in motion.homographies.items()}
+
+        def track() -> dict[int, np.ndarray]:
+            frames, scale = analysis_frames(context)
+            motion = track_camera(frames, first)
+            return {f: scale_homography(h, scale) for f, h in motion.homographies.items()}
+
+        homographies = shared_analysis(context, ("camera", first), track)
         width, height = context.size
         return cls(context, homographies, extended_size(aspect, width, height))
 

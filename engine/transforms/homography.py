@@ -7,6 +7,7 @@ Images are (H, W, C) float32 scene-linear ACEScg.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import cv2
@@ -15,12 +16,50 @@ import numpy as np
 from engine.errors import InputError, JobError
 from engine.transforms import TransformContext
 
-__all__ = ["ANALYSIS_SIDE", "analysis_frames", "scale_homography", "warp_image", "blurred_warp", "read_picture",
+__all__ = ["ANALYSIS_SIDE", "analysis_frames", "shared_analysis", "scale_homography", "warp_image", "blurred_warp", "read_picture",
            "interpolate", "check_frame"]
 
 # Trackers run on frames at most this many pixels on their longer side: enough for
 # sub-pixel tracks (they refine to the reference frame), and 1.5 MB a frame in memory.
 ANALYSIS_SIDE = 960
+
+
+_SHARED: "OrderedDict[tuple, object]" = OrderedDict()
+_SHARED_KEPT = 8
+
+
+def shared_analysis(context: TransformContext, what: tuple, compute: Callable[[], object]) -> object:
+    """``compute()``, or what it gave before in this process for the same plate, range, working
+    size and ``what``: the variants of a campaign (one ``retake run``) track the plate once.
+
+    The plate counts by its path and its files' sizes and times, so a plate rendered anew
+    between two runs of a Python session is analysed again.
+    """
+    plate = context.plate
+    stamp: tuple = ()
+    if plate is not None:
+        import os
+
+        first = getattr(plate, "path", "")
+        stamp = (first,)
+        try:
+            from engine.io.plates import open_plate
+            with open_plate(first) as opened:
+                names = [opened.frame_path(f) for f in (opened.info.first, opened.info.last)]
+            stamp += tuple((os.path.getsize(n), os.path.getmtime(n)) for n in names if n and os.path.exists(n))
+        except Exception:  # noqa: BLE001 - a stamp that cannot be made means: do not share
+            return compute()
+    else:
+        return compute()
+    key = (stamp, context.frames, context.size, what)
+    if key in _SHARED:
+        _SHARED.move_to_end(key)
+        return _SHARED[key]
+    value = compute()
+    _SHARED[key] = value
+    if len(_SHARED) > _SHARED_KEPT:
+        _SHARED.popitem(last=False)
+    return value
 
 
 def check_frame(name: str, frame: int, context: TransformContext) -> None:

@@ -182,7 +182,10 @@ class ReframeTransform:
         if params["letterbox"] == "on" and horizontal:
             raise JobError(f"letterbox is for a wider ratio than the plate's ({params['aspect']} is narrower)",
                            path="$.transform.letterbox", hint='set "letterbox": "off" for 9:16, 1:1 or 4:5')
-        subjects = find_subjects(context, params["subject"], horizontal)
+        from engine.transforms.homography import shared_analysis
+
+        subjects = shared_analysis(context, ("subjects", params["subject"], horizontal),
+                                   lambda: find_subjects(context, params["subject"], horizontal))
         frames = sorted(subjects)
         along = np.array([subjects[f][0] for f in frames], dtype=np.float64)
         sizes = np.array([subjects[f][1] for f in frames], dtype=np.float64)
