@@ -69,7 +69,8 @@ def test_camera_transfer_moves_a_still_as_the_plate_camera_moved(kind: str, colo
     spec = {"plate": {"path": plate, "colorspace": "ACEScg", "fps": "24"},
             "transform": {"name": "camera_transfer", "target": str(target), "reference": 1001, "shutter": 0}}
     out = render(spec, tmp_path, "sharp")
-    assert len(out) == 8
+    assert len(out) == 8 and all(frame.shape[-1] == 4 for frame in out)   # RGBA: alpha = the target's coverage
+    assert out[0][H // 2, W // 2, 3] == 1.0
     inner = (slice(40, H - 40), slice(60, W - 60))
     for i, frame in enumerate(out):
         truth = cv2.warpPerspective(working(colour, painting), np.linalg.inv(np.array([[1, 0, -.5], [0, 1, -.5], [0, 0, 1]])

@@ -67,7 +67,7 @@ NOT_THE_PLATE = frozenset({"camera_transfer", "reframe", "motion_transfer"})
 # Transformations driven by keyframe images: keyframes with only a prompt are generated for them.
 KEYFRAME_DRIVEN = frozenset({"propagate", "character", "vfx"})
 # Transformations whose output has an alpha channel of their own, whatever the plate has.
-MAKES_ALPHA = frozenset({"vfx"})
+MAKES_ALPHA = frozenset({"vfx", "camera_transfer"})
 
 
 def output_size(job: Job, width: int, height: int) -> tuple[int, int]:

@@ -10,8 +10,8 @@ sampled along the homography path between neighbouring frames).
 The target stands for the reference frame. One of the output's size is placed as it
 is; a larger one (an overscan painting) is centred on the frame at its own scale, so
 a camera move reveals what lies outside the frame. The output keeps the plate's
-frames, length and fps; where the target does not reach, the frame is black with
-alpha 0 (alpha is the target's coverage when the plate has an alpha channel).
+frames, length and fps, and is RGBA: premultiplied, its alpha the target's coverage
+(0 where the target does not reach), ready to go over another plate.
 
 Frames in and out: (H, W, C) float32 scene-linear ACEScg.
 """
@@ -66,8 +66,7 @@ class CameraTransferTransform:
 
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
         picture, coverage = blurred_warp(self.target, lambda t: self._at(frame, t), self.size, self.shutter)
-        out = np.zeros(image.shape, dtype=np.float32)
+        out = np.zeros(image.shape[:2] + (4,), dtype=np.float32)   # premultiplied RGBA, whatever the plate has
         out[..., :3] = picture[..., :3] * coverage[..., None]
-        if image.shape[-1] == 4:
-            out[..., 3] = coverage
+        out[..., 3] = coverage
         return out

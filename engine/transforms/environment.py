@@ -50,7 +50,7 @@ class EnvironmentTransform:
         return np.clip((probability - 0.25) / 0.5, 0.0, 1.0).astype(np.float32)
 
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
-        behind = self.background.apply(frame, image[..., :3])
+        behind = self.background.apply(frame, image[..., :3])[..., :3]
         keep = self.person(image)[..., None]
         out = np.array(image, dtype=np.float32, copy=True)
         out[..., :3] = image[..., :3] * keep + behind[..., :3] * (1.0 - keep)
