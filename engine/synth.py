@@ -65,7 +65,7 @@ from engine.flow import forward_backward, warp, warp_sharp
 
 __all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
            "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend", "normalised_conv",
-           "synthesise", "Direction"]
+           "synthesise", "Direction", "key_code"]
 
 _EPS = 1e-6
 
@@ -180,6 +180,15 @@ class Direction:
     key_source: torch.Tensor
     chain: ChainState
     temporal: float
+    # (key_image, key_source) in ACEScct stacked on channels, and its ``local_range``: the
+    # same for every frame the keyframe reaches, so the caller may keep them.
+    key_code: torch.Tensor | None = None
+    key_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def key_code(key_image: torch.Tensor, key_source: torch.Tensor) -> torch.Tensor:
+    """(B, 6, H, W): a keyframe and the source at its frame in ACEScct, as ``direction_estimate`` warps them."""
+    return torch.cat([acescct_encode(key_image), acescct_encode(key_source)], dim=1)
 
 
 def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -192,8 +201,9 @@ def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tu
     flow = gaussian_blur(d.chain.flow, p.flow_sigma)
     # Warped in ACEScct with a sharp (bicubic, range-clamped) sampler: the edit's detail
     # stays crisp, and a highlight cannot ring into its dark surround.
-    kw = warp_sharp(acescct_encode(d.key_image), flow)
-    sw = warp_sharp(acescct_encode(d.key_source), flow)
+    code = d.key_code if d.key_code is not None else key_code(d.key_image, d.key_source)
+    both = warp_sharp(code, flow, d.key_bounds)   # the keyframe and its source, one pass
+    kw, sw = both[:, :3], both[:, 3:]
     se = acescct_encode(source)
     residual = kw - sw
     estimate = kw + p.carry_source * (se - sw)

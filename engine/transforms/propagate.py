@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from engine.errors import CancelledError
-from engine.flow import FlowPair, warp
+from engine.flow import FlowPair, local_range, warp
 from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
 from engine.job import Job
 from engine.keyframes import check_keyframes, load_keyframe_image, load_keyframe_matte
-from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, synthesise, \
+from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, key_code, synthesise, \
     visibility_from_flows
 from engine.transforms import TransformContext
 
@@ -61,6 +61,7 @@ class PropagateTransform:
         # comes out as the frame's alpha, for the compositor to isolate or grade the effect.
         self.carry_matte = job.transform.name in MATTE_CARRYING
         self._mattes: dict[int, torch.Tensor] = {}   # key frame -> (1, 1, H, W)
+        self._codes: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @classmethod
     def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
@@ -156,6 +157,9 @@ class PropagateTransform:
         for k in list(self._mattes):
             if k not in keep:
                 del self._mattes[k]
+        for k in list(self._codes):
+            if k not in keep:
+                del self._codes[k]
 
     def _key(self, key_index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(keyframe image after strength, source at the keyframe), (1, 3, H, W) each."""
@@ -193,8 +197,19 @@ class PropagateTransform:
             for j in neighbours:
                 key_image, key_source = self._key(j)
                 temporal = 1.0 - abs(frame - frames[j]) / span if len(neighbours) == 2 else 1.0
-                directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3)))
+                code, bounds = self._key_code(j)
+                directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3),
+                                            code, bounds))
         return directions
+
+    def _key_code(self, key_index: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The keyframe and its source in ACEScct, and their 3x3 ranges: made once per keyframe."""
+        k = self.key_frames[key_index]
+        if k not in self._codes:
+            image, source = self._key(key_index)
+            code = key_code(image, source)
+            self._codes[k] = (code, local_range(code))
+        return self._codes[k]
 
     def _matte(self, key_index: int) -> torch.Tensor:
         """Keyframe ``key_index``'s effect matte, (1, 1, H, W) 0..1 (0 where it has no alpha)."""
