@@ -360,3 +360,22 @@ def test_a_grade_changing_between_keyframes_has_no_seam_where_new_content_enters
     jumps = np.abs(np.diff(stops[4:-4]))
     assert abs(float(np.median(stops)) - 0.0) < 0.3, stops      # halfway between -1 and +1 stop
     assert jumps.max() < 0.15, f"a seam of {jumps.max():.2f} stops between columns"
+
+
+def test_large_frames_estimate_flow_at_a_bounded_size_and_keep_few_chain_states(tmp_path, colour, cache,
+                                                                                   monkeypatch):
+    """4K and up: the flow is estimated downscaled and brought back up (here forced on a small plate:
+    a 96 px frame with flows at 48 px), the result still follows a sub-pixel translation; and the
+    chain states kept per keyframe shrink with the frame's size."""
+    from engine.transforms import propagate
+
+    monkeypatch.setattr(propagate, "FLOW_SIDE", 48)
+    frames, truth = translation_plate()
+    transform = make(tmp_path / "half", frames, {0: truth[0], N - 1: truth[N - 1]}, colour, cache)
+    out = render(transform, frames)
+    scores = [psnr(inner(out[f]), inner(truth[f]), peak=float(truth[f].max())) for f in range(1, N - 1)]
+    print("translation PSNR with flows at half size (dB):", [round(s, 1) for s in scores])
+    assert min(scores) > 28.0
+    assert transform.max_states == 64
+    monkeypatch.setattr(propagate, "CHAIN_BUDGET", W * H * 12 * 10)
+    assert make(tmp_path / "tight", frames, {0: truth[0]}, colour, cache).max_states == 10

@@ -10,8 +10,8 @@ Order independence: a frame's result depends only on the frame number, because e
 chain f -> k is always built by the same recurrence from the keyframe towards f
 (identity at k, one ``chain_step`` per frame), and the pairwise flows are rounded to
 float16 whether they come fresh or from the cache (the cache stores float16). Memory
-holds are: the chain states of the current keyframe neighbours (at most ``MAX_STATES``
-per keyframe, checkpointed with a stride beyond that, so never more than the keyframe
+holds are: the chain states of the current keyframe neighbours (at most ``MAX_STATES``,
+and at most ``CHAIN_BUDGET`` bytes, per keyframe, checkpointed with a stride beyond that, so never more than the keyframe
 spacing and never growing with the clip), a few pairwise flows, and the two keyframe
 images and their source frames.
 """
@@ -22,6 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine.errors import CancelledError
 from engine.flow import FlowPair, local_range, warp
@@ -33,6 +34,8 @@ from engine.synth import ChainState, Direction, SynthParams, chain_step, identit
 from engine.transforms import TransformContext
 
 MAX_STATES = 64   # chain states kept per keyframe before checkpointing with a stride
+CHAIN_BUDGET = 2 * 2 ** 30   # bytes of chain states per keyframe: fewer, wider-spaced checkpoints at 4K
+FLOW_SIDE = 2048  # the longest side flows are estimated at (larger frames: downscaled, flow brought back)
 MATTE_CARRYING = frozenset({"vfx"})
 _PAIRS_KEPT = 4   # pairwise flows kept in memory (sequential access needs 1-2)
 
@@ -48,6 +51,8 @@ class PropagateTransform:
         self.size = context.size
         w, h = context.size
         self.params = SynthParams.from_controls(job.controls.motion, job.controls.structure, w, h)
+        # A chain state is a flow and a visibility, 12 bytes a pixel: at 4K 64 of them would be 6 GB.
+        self.max_states = max(8, min(MAX_STATES, CHAIN_BUDGET // (w * h * 12)))
         self.flow_method = flow_method
         self.cache = cache if cache is not None else FlowCache()
         self.keys = list(job.keyframes)  # sorted by frame (the parser sorts them)
@@ -91,12 +96,24 @@ class PropagateTransform:
             self._pairs.move_to_end(frame)
             return self._pairs[frame]
         a, b = self._source(frame), self._source(frame + 1)
+        _, _, h, w = a.shape
+        scale = min(1.0, FLOW_SIDE / max(h, w))
+        if scale < 1.0:
+            # 4K and up: the flow is estimated on frames at most FLOW_SIDE wide and brought back
+            # up (bilinear, lengths scaled): its detail is far below a 4K frame's, its memory
+            # and time a quarter. The synthesis itself stays at full resolution.
+            size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            a = F.interpolate(a, size=size, mode="area")
+            b = F.interpolate(b, size=size, mode="area")
         pair: FlowPair = cached_flow_pair(self.cache, a, b, self.flow_method,
                                           digest_a=self._digest(frame, a), digest_b=self._digest(frame + 1, b))
         # The cache keeps float16: round fresh flows the same way so results never depend on
         # whether a pair was computed or read back (frame order, farm chunks, re-runs).
         fwd = pair.forward.to(self.device).half().float()
         bwd = pair.backward.to(self.device).half().float()
+        if scale < 1.0:
+            fwd = F.interpolate(fwd, size=(h, w), mode="bilinear", align_corners=False) * (w / fwd.shape[-1])
+            bwd = F.interpolate(bwd, size=(h, w), mode="bilinear", align_corners=False) * (w / bwd.shape[-1])
         beta = self.params.fb_beta
         entry = (fwd, bwd, visibility_from_flows(fwd, bwd, beta), visibility_from_flows(bwd, fwd, beta))
         self._pairs[frame] = entry
@@ -120,7 +137,7 @@ class PropagateTransform:
         k = self.key_frames[key_index]
         step = 1 if frame > k else -1  # direction from the key towards the frame
         states = self._states.setdefault(k, {})
-        stride = max(1, math.ceil(self._span(key_index, step) / MAX_STATES))
+        stride = max(1, math.ceil(self._span(key_index, step) / self.max_states))
         g = frame
         while g != k and g not in states:
             g -= step
