@@ -33,10 +33,11 @@ How a frame f between keyframes k0 < f < k1 is made
    mean|sw - s| over the channels (judged in ACEScct, slightly blurred).
 4. **Blend** (``blend``), in ACEScct: each direction's edit is split into its *look* (the
    edit spread smoothly from where that keyframe is reliable, a normalised convolution
-   over ``fallback_sigma``) and its *detail* (the rest). The looks are mixed by temporal
-   weight times how much of each keyframe is reliably seen nearby, so a grade changes
-   at one pace over the whole frame: no seam where new content enters from one side,
-   no blob of the other keyframe's colour in a disocclusion. The detail is chosen per
+   over ``fallback_sigma``; where the keyframe sees nothing nearby, its look over the
+   whole frame) and its *detail* (the rest). The looks are mixed by temporal weight
+   alone, so a grade changes at one pace over the whole frame: no seam or ramp where
+   new content enters from one side, no blob of the other keyframe's colour in a
+   disocclusion. The detail is chosen per
    pixel by a softmax of log(temporal weight) + log(c + eps): where one direction is
    good it wins; where both are bad the *less bad* one still wins (the softmax of two
    tiny confidences follows their ratio), and the temporal distance decides only
@@ -248,22 +249,28 @@ def blend(source: torch.Tensor, estimates: list[torch.Tensor], residuals: list[t
     All tensors (B, C, H, W) as in ``direction_estimate``; temporals: weights > 0.
     Each direction's edit D_i (ACEScct) is split into its *look* L_i, the edit spread
     smoothly from where that keyframe is reliable (``normalised_conv`` over
-    ``look_sigma``), and the rest, its *detail*. The looks are mixed by temporal weight
-    (and by how much of each keyframe is reliably seen nearby), so a grade moves from
-    one keyframe's to the next at the same pace everywhere in the frame: no seam where
-    new content enters the frame from one side, no blob of the other keyframe's colour
-    in a disocclusion. The detail is chosen per pixel by the softmax of
+    ``fallback_sigma``; where the keyframe sees nothing nearby, its look over the whole
+    frame), and the rest, its *detail*. The looks are mixed by temporal weight alone, so
+    a grade moves from one keyframe's to the next at the same pace everywhere in the
+    frame: no seam where new content enters the frame from one side, no blob of the
+    other keyframe's colour in a disocclusion. The detail is chosen per pixel by the softmax of
     log(temporal) + log(confidence), as before: where one direction is good it wins;
     where both are bad the less bad one wins. Where even the best is poor, the detail
     fades out and the frame is the source under the look (the fallback).
     Returns (B, 3, H, W) float32 linear, finite wherever the inputs are.
     """
     se = acescct_encode(source)
-    densities = [_density(c, p.fallback_sigma) for c in confidences]
-    looks = [normalised_conv(r, c, p.fallback_sigma) for r, c in zip(residuals, confidences)]
-    shares = [t * d for t, d in zip(temporals, densities)]
-    total = sum(shares)
-    look = sum(sh * lk for sh, lk in zip(shares, looks)) / total.clamp_min(_EPS)
+    looks = []
+    for r, c in zip(residuals, confidences):
+        # Where a keyframe reliably sees nothing nearby (content entering the frame, a wide
+        # disocclusion), its look there is its look over the whole frame: every keyframe then
+        # takes part everywhere, at its temporal weight.
+        local = normalised_conv(r, c, p.fallback_sigma)
+        seen = (4.0 * _density(c, p.fallback_sigma)).clamp(0.0, 1.0)
+        overall = (r * c).sum(dim=(2, 3), keepdim=True) / c.sum(dim=(2, 3), keepdim=True).clamp_min(_EPS)
+        looks.append(seen * local + (1.0 - seen) * overall)
+    total = sum(temporals)
+    look = sum(t * lk for t, lk in zip(temporals, looks)) / max(total, _EPS)
     logits = torch.stack([math.log(max(t, _EPS)) + torch.log(c + _EPS)
                           for c, t in zip(confidences, temporals)])  # (D, B, 1, H, W)
     weights = torch.softmax(logits, dim=0)

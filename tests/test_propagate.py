@@ -360,6 +360,8 @@ def test_a_grade_changing_between_keyframes_has_no_seam_where_new_content_enters
     jumps = np.abs(np.diff(stops[4:-4]))
     assert abs(float(np.median(stops)) - 0.0) < 0.3, stops      # halfway between -1 and +1 stop
     assert jumps.max() < 0.15, f"a seam of {jumps.max():.2f} stops between columns"
+    # and no ramp either: the strip only the later keyframe saw has the same mix of looks
+    assert abs(float(stops[-16:-4].mean()) - float(np.median(stops))) < 0.15, stops
 
 
 def test_large_frames_estimate_flow_at_a_bounded_size_and_keep_few_chain_states(tmp_path, colour, cache,
