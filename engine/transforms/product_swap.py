@@ -58,6 +58,8 @@ class ProductSwapTransform:
         self.size = size
         self.shutter = shutter
         self.match_light = match_light
+        # The product with its shape, as warped on every frame: made once.
+        self.rgba = np.ascontiguousarray(np.concatenate([product, self.alpha[..., None]], axis=-1), dtype=np.float32)
         ph, pw = product.shape[:2]
         self.rect = np.array([[0.0, 0.0], [pw, 0.0], [pw, ph], [0.0, ph]])
         self.reference_source = np.ascontiguousarray(reference_source[..., :3], dtype=np.float32)
@@ -97,8 +99,7 @@ class ProductSwapTransform:
 
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
         source = np.ascontiguousarray(image[..., :3], dtype=np.float32)
-        rgba = np.concatenate([self.product, self.alpha[..., None]], axis=-1)
-        picture, coverage = blurred_warp(rgba, lambda t: _homography(self.rect, self._corners_at(frame, t)),
+        picture, coverage = blurred_warp(self.rgba, lambda t: _homography(self.rect, self._corners_at(frame, t)),
                                          self.size, self.shutter)
         matte = coverage * np.clip(picture[..., 3], 0.0, 1.0)
         product = picture[..., :3] * self.level
