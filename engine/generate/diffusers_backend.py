@@ -17,8 +17,16 @@ Controls:
   diffusers ControlNet folder, canny-conditioned) holds the source's edges; its
   conditioning scale follows ``structure`` too (0.3 at 1, 1.0 at 9).
 * ``motion`` is not used: one img2img keyframe has no motion; propagation uses it.
-* the reference image is not used yet (``supports_reference = False``; an IP-Adapter
-  needs an image encoder and adapter weights the user would have to provide).
+* the reference image steers the look through an optional IP-Adapter (``ip_adapter``
+  option or ``$RETAKE_IP_ADAPTER``: a local weights file, ``.safetensors``/``.bin``, or a
+  folder holding exactly one) and its CLIP image encoder (``image_encoder`` option or
+  ``$RETAKE_IP_ADAPTER_ENCODER``, a transformers ``CLIPVisionModelWithProjection`` folder;
+  default: ``image_encoder/`` inside the weights' folder, else beside it). The reference
+  is encoded to sRGB like the source, clipped to 0..1, quantised to 8 bits (what CLIP
+  was trained on) and given to the adapter at ``reference_scale`` (default 0.6). Without
+  an adapter ``supports_reference`` is False and the reference is ignored (with a
+  warning from the caller). With one, a request without a reference runs the adapter at
+  scale 0, where diffusers skips its attention: the keyframe is the adapter-less one.
 
 The same request and seed give the same keyframe: the noise comes from a
 ``torch.Generator`` seeded on the device (CUDA) or the CPU (CPU, MPS). fp16 on CUDA,
@@ -58,14 +66,22 @@ from engine.resize import resize
 if TYPE_CHECKING:
     from engine.colour import Colour
 
-__all__ = ["CONTROLNET_ENV", "MODEL_CONFIG_ENV", "MODEL_ENV", "DiffusersGenerator", "controlnet_scale_for_structure",
-           "decode_from_model", "encode_for_model", "restore_highlights", "strength_for_structure"]
+__all__ = ["CONTROLNET_ENV", "IP_ADAPTER_ENCODER_ENV", "IP_ADAPTER_ENV", "MODEL_CONFIG_ENV", "MODEL_ENV",
+           "DiffusersGenerator", "controlnet_scale_for_structure", "decode_from_model", "encode_for_model",
+           "restore_highlights", "strength_for_structure"]
 
 MODEL_ENV = "RETAKE_MODEL_DIR"
 CONTROLNET_ENV = "RETAKE_CONTROLNET_DIR"
 MODEL_CONFIG_ENV = "RETAKE_MODEL_CONFIG"
+IP_ADAPTER_ENV = "RETAKE_IP_ADAPTER"
+IP_ADAPTER_ENCODER_ENV = "RETAKE_IP_ADAPTER_ENCODER"
 MODEL_SPACE = "sRGB Encoded Rec.709 (sRGB)"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+IP_ADAPTER_SUFFIXES = (".safetensors", ".bin")
+DEFAULT_REFERENCE_SCALE = 0.6
+# What load_ip_adapter builds for the adapters a CLIP image embedding drives (plain, plus,
+# full-face); FaceID adapters need face-recognition embeddings instead.
+_CLIP_DRIVEN_PROJECTIONS = ("ImageProjection", "IPAdapterPlusImageProjection", "IPAdapterFullImageProjection")
 
 STRENGTH_FREE = 0.9    # structure 1
 STRENGTH_TIGHT = 0.2   # structure 9
@@ -158,6 +174,41 @@ def _check_model_path(path: str, what: str, option: str, env: str) -> str:
                           + (" or a single-file checkpoint (.safetensors, .ckpt)" if what == "model" else ""))
 
 
+def _check_ip_adapter_path(path: str) -> str:
+    """The IP-Adapter weights file: ``path`` itself, or the one .safetensors/.bin file in the folder ``path``."""
+    path = os.path.abspath(os.path.expanduser(path))
+    hint = (f"set {IP_ADAPTER_ENV} (or the 'ip_adapter' option) to a local IP-Adapter weights file (.safetensors or "
+            ".bin) or a folder holding exactly one; Retake never downloads weights")
+    if os.path.isfile(path):
+        if path.lower().endswith(IP_ADAPTER_SUFFIXES):
+            return path
+        raise InputError("the IP-Adapter weights are not a .safetensors or .bin file", path=path, hint=hint)
+    if os.path.isdir(path):
+        found = sorted(name for name in os.listdir(path) if not name.startswith(".")
+                       and name.lower().endswith(IP_ADAPTER_SUFFIXES) and os.path.isfile(os.path.join(path, name)))
+        if len(found) == 1:
+            return os.path.join(path, found[0])
+        what = f"{len(found)} weights files ({', '.join(found[:4])})" if found else "no weights file"
+        raise InputError(f"the IP-Adapter folder holds {what}, not exactly one", path=path, hint=hint)
+    raise InputError("no IP-Adapter weights at this path", path=path, hint=hint)
+
+
+def _check_image_encoder_path(encoder: str | None, weights: str) -> str:
+    """The CLIP image encoder's folder: ``encoder``, else ``image_encoder/`` in the weights' folder or beside it."""
+    if encoder:
+        candidates = [os.path.abspath(os.path.expanduser(encoder))]
+    else:
+        folder = os.path.dirname(weights)
+        candidates = [os.path.join(folder, "image_encoder"), os.path.join(os.path.dirname(folder), "image_encoder")]
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise InputError("no CLIP image encoder for the IP-Adapter (a folder with config.json)", path=candidates[0],
+                     hint=f"set {IP_ADAPTER_ENCODER_ENV} (or the 'image_encoder' option) to the adapter's local "
+                          "image_encoder folder (a transformers CLIPVisionModelWithProjection saved with "
+                          f"save_pretrained), or put it in image_encoder/ beside the weights {IP_ADAPTER_ENV} names")
+
+
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
     """HF_HUB_OFFLINE=1 (and no telemetry) while loading: belt and braces with local_files_only."""
@@ -184,6 +235,16 @@ def _canny(model_in: np.ndarray) -> np.ndarray:
     return np.repeat((edges > 0).astype(np.float32)[..., None], 3, axis=2)
 
 
+def _picture(model_in: np.ndarray) -> Any:
+    """(h, w, 3) float32 sRGB 0..1 -> an 8-bit RGB PIL image, what CLIP image processors expect.
+
+    (A float array would be rescaled by 1/255 a second time by the processor.)
+    """
+    from PIL import Image
+
+    return Image.fromarray((np.clip(model_in, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mode="RGB")
+
+
 # --- the generator ---------------------------------------------------------------------------
 
 class DiffusersGenerator(Generator):
@@ -194,7 +255,11 @@ class DiffusersGenerator(Generator):
     ``$RETAKE_MODEL_CONFIG``), ``device`` ("cpu", "cuda", ...), ``colour`` (the job's
     ``engine.colour.Colour``; default: a new one), ``steps`` (inference steps at full
     strength), ``guidance`` (classifier-free guidance scale), ``short_side`` (working
-    resolution). Raises InputError naming ``RETAKE_MODEL_DIR`` when no model is set.
+    resolution), ``ip_adapter`` (else ``$RETAKE_IP_ADAPTER``; optional), ``image_encoder``
+    (else ``$RETAKE_IP_ADAPTER_ENCODER``; default beside the adapter), ``reference_scale``
+    (0..1, how strongly the reference steers the keyframe). Raises InputError naming
+    ``RETAKE_MODEL_DIR`` when no model is set, and naming the variable to fix when a path
+    is wrong. ``supports_reference`` is True on an instance with an IP-Adapter.
     """
 
     name = "diffusers"
@@ -202,10 +267,13 @@ class DiffusersGenerator(Generator):
 
     def __init__(self, model: str | None = None, *, controlnet: str | None = None, config: str | None = None,
                  device: str | torch.device = "cpu", colour: Colour | None = None, steps: int = 30,
-                 guidance: float = 7.5, short_side: int = 512, **unknown: Any) -> None:
+                 guidance: float = 7.5, short_side: int = 512, ip_adapter: str | None = None,
+                 image_encoder: str | None = None, reference_scale: float = DEFAULT_REFERENCE_SCALE,
+                 **unknown: Any) -> None:
         if unknown:
             raise InputError(f"unknown option(s) for the diffusers keyframe generator: {', '.join(sorted(unknown))}",
-                             hint="known: model, controlnet, config, device, colour, steps, guidance, short_side")
+                             hint="known: model, controlnet, config, device, colour, steps, guidance, short_side, "
+                                  "ip_adapter, image_encoder, reference_scale")
         model = model or os.environ.get(MODEL_ENV) or None
         if model is None:
             raise InputError(
@@ -218,9 +286,20 @@ class DiffusersGenerator(Generator):
                                 if controlnet else None)
         config = config or os.environ.get(MODEL_CONFIG_ENV) or None
         self.config_path = os.path.abspath(os.path.expanduser(config)) if config else None
+        ip_adapter = ip_adapter or os.environ.get(IP_ADAPTER_ENV) or None
+        self.ip_adapter_path = _check_ip_adapter_path(ip_adapter) if ip_adapter else None
+        image_encoder = image_encoder or os.environ.get(IP_ADAPTER_ENCODER_ENV) or None
+        self.image_encoder_path = (_check_image_encoder_path(image_encoder, self.ip_adapter_path)
+                                   if self.ip_adapter_path else None)
+        # An instance attribute: only a generator with an adapter uses GenerateRequest.reference.
+        self.supports_reference = self.ip_adapter_path is not None
         if steps < 1 or guidance < 0 or short_side < 64:
             raise InputError(f"bad diffusers options: steps={steps}, guidance={guidance}, short_side={short_side}",
                              hint="steps >= 1, guidance >= 0, short_side >= 64")
+        if isinstance(reference_scale, bool) or not 0.0 <= float(reference_scale) <= 1.0:
+            raise InputError(f"bad diffusers option: reference_scale={reference_scale!r}",
+                             hint="reference_scale is from 0 (the reference ignored) to 1 (full strength)")
+        self.reference_scale = float(reference_scale)
         self.device = torch.device(device)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         self.steps = int(steps)
@@ -237,6 +316,8 @@ class DiffusersGenerator(Generator):
         name = os.path.basename(self.model_path.rstrip(os.sep))
         if self.controlnet_path:
             name += " + " + os.path.basename(self.controlnet_path.rstrip(os.sep))
+        if self.ip_adapter_path:
+            name += " + " + os.path.splitext(os.path.basename(self.ip_adapter_path))[0]
         return name
 
     @property
@@ -247,6 +328,11 @@ class DiffusersGenerator(Generator):
                 parts.append(_files_stamp(self.controlnet_path))
             parts += [f"steps={self.steps}", f"guidance={self.guidance}", f"short_side={self.short_side}",
                       f"dtype={str(self.dtype).removeprefix('torch.')}"]
+            # Only with an adapter, so that fingerprints (and keyframes) made without one stay current.
+            if self.ip_adapter_path and self.image_encoder_path:
+                parts += [f"ip_adapter={_files_stamp(self.ip_adapter_path)}",
+                          f"image_encoder={_files_stamp(self.image_encoder_path)}",
+                          f"reference_scale={self.reference_scale}"]
             self._stamp = "diffusers:" + "|".join(parts)
         return self._stamp
 
@@ -294,8 +380,67 @@ class DiffusersGenerator(Generator):
                             f"cannot be fetched, so set {MODEL_CONFIG_ENV} to a local diffusers folder of the same "
                             "architecture (model_index.json, configs, tokenizer)")
                 raise InputError(f"cannot load the image model: {error}", path=self.model_path, hint=hint) from error
+            if self.ip_adapter_path:
+                self._load_ip_adapter(pipe)
         pipe.set_progress_bar_config(disable=True)
         return pipe.to(self.device)
+
+    def _load_ip_adapter(self, pipe: Any) -> None:
+        """Register the CLIP image encoder and its processor on ``pipe``, then load the adapter into its UNet.
+
+        The encoder is loaded here, from its own folder, so that ``load_ip_adapter`` never
+        looks for one itself (it would build a path inside the adapter's "repository").
+        """
+        import transformers
+
+        assert self.ip_adapter_path is not None and self.image_encoder_path is not None
+        if not hasattr(pipe, "load_ip_adapter"):
+            raise InputError(f"the model's pipeline ({type(pipe).__name__}) cannot take an IP-Adapter",
+                             path=self.model_path, hint=f"unset {IP_ADAPTER_ENV}, or use an SD 1.x/2.x/XL model")
+        encoder_hint = (f"set {IP_ADAPTER_ENCODER_ENV} to the image_encoder folder that comes with the adapter "
+                        f"{IP_ADAPTER_ENV} names (a CLIPVisionModelWithProjection saved with save_pretrained)")
+        try:
+            encoder = transformers.CLIPVisionModelWithProjection.from_pretrained(
+                self.image_encoder_path, dtype=self.dtype, local_files_only=True)
+            if os.path.isfile(os.path.join(self.image_encoder_path, "preprocessor_config.json")):
+                processor = transformers.CLIPImageProcessor.from_pretrained(self.image_encoder_path,
+                                                                            local_files_only=True)
+            else:
+                # CLIP's own preprocessing (bicubic resize of the short side, centre crop, CLIP
+                # mean/std are the class defaults) at the encoder's input size: 224 for real ones.
+                size = int(encoder.config.image_size)
+                processor = transformers.CLIPImageProcessor(size={"shortest_edge": size},
+                                                            crop_size={"height": size, "width": size})
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise InputError(f"cannot load the IP-Adapter's image encoder: {error}", path=self.image_encoder_path,
+                             hint=encoder_hint) from error
+        # The encoder's processor replaces the model folder's own feature_extractor (SD 1.x ships
+        # one for its safety checker): it is what the encoder was trained with, and for the
+        # 224-pixel CLIP encoders adapters come with, the same preprocessing anyway.
+        pipe.register_modules(image_encoder=encoder, feature_extractor=processor)
+        weights_hint = (f"check that {IP_ADAPTER_ENV} names an IP-Adapter for this model's architecture (SD 1.x "
+                        "adapters for SD 1.x, SDXL ones for SDXL), as .safetensors or .bin")
+        try:
+            # A file path is used as it is (never resolved on the Hub); weight_name only tells
+            # load_ip_adapter how to read it.
+            pipe.load_ip_adapter(self.ip_adapter_path, subfolder="",
+                                 weight_name=os.path.basename(self.ip_adapter_path), image_encoder_folder=None,
+                                 local_files_only=True)
+        except Exception as error:  # anything may be in that file; whatever fails, it is the wrong one
+            raise InputError(f"cannot load the IP-Adapter weights: {error}", path=self.ip_adapter_path,
+                             hint=weights_hint) from error
+        projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+        if type(projection).__name__ not in _CLIP_DRIVEN_PROJECTIONS:
+            raise InputError(f"this IP-Adapter ({type(projection).__name__}) is driven by face-recognition "
+                             "embeddings, not a CLIP image encoder", path=self.ip_adapter_path,
+                             hint="use a plain or plus IP-Adapter")
+        # A plain adapter projects the encoder's image embedding: their sizes must agree
+        # now, not as a matrix error at the first keyframe.
+        expects = getattr(getattr(projection, "image_embeds", None), "in_features", None)
+        if expects is not None and expects != encoder.config.projection_dim:
+            raise InputError(f"the IP-Adapter takes {expects}-wide image embeddings but the image encoder makes "
+                             f"{encoder.config.projection_dim}-wide ones", path=self.image_encoder_path,
+                             hint=encoder_hint)
 
     # -- generating -----------------------------------------------------------------------------
 
@@ -331,6 +476,16 @@ class DiffusersGenerator(Generator):
         if self.controlnet_path:
             kwargs["control_image"] = _canny(model_in)[None]
             kwargs["controlnet_conditioning_scale"] = controlnet_scale_for_structure(request.structure)
+        if self.ip_adapter_path:
+            if request.reference is not None:
+                kwargs["ip_adapter_image"] = _picture(encode_for_model(colour, request.reference))
+                pipe.set_ip_adapter_scale(self.reference_scale)
+            else:
+                # diffusers refuses a call without an adapter image once an adapter is loaded;
+                # at scale 0 every IP-Adapter attention skips its image tokens, so a neutral grey
+                # picture leaves the keyframe exactly what the model makes without an adapter.
+                kwargs["ip_adapter_image"] = _picture(np.full((8, 8, 3), 0.5, dtype=np.float32))
+                pipe.set_ip_adapter_scale(0.0)
         result = pipe(**kwargs)
         flagged = getattr(result, "nsfw_content_detected", None)
         if flagged and any(flagged):

@@ -8,9 +8,10 @@ name without its frame token, e.g. ``sh010_retake``) as a half-float EXR with AC
 
 ``retake/prompt``, ``retake/seed``, ``retake/structure``, ``retake/motion``,
 ``retake/backend``, ``retake/model``, ``retake/generator`` (the backend's fingerprint),
-``retake/reference`` (when there is one), ``retake/frame``, ``retake/keyStamp`` (a digest
-of all of these plus the source frame's and the reference's pixels) and
-``retake/pixelHash`` (a digest of the half-float pixels as written).
+``retake/reference`` (when there is one: the image's path, or ``keyframe <frame>``, see
+below), ``retake/frame``, ``retake/keyStamp`` (a digest of all of these plus the source
+frame's and the reference's pixels) and ``retake/pixelHash`` (a digest of the half-float
+pixels as written).
 
 The rule for a file that is already there (the artist may have touched it up, and a
 touch-up must never be lost):
@@ -25,7 +26,13 @@ touch-up must never be lost):
   (``pixelHash``), is it generated again in place: nothing of an artist's is in it.
 
 Every keyframe is made with the job's ``seed``: the same noise for all keyframes of a
-shot keeps their look closer together.
+shot keeps their look closer together. When the generator uses reference images
+(``supports_reference``, e.g. diffusers with an IP-Adapter), the first prompt keyframe
+in frame order sets the shot's look: every later prompt keyframe without a
+``reference`` of its own gets that keyframe's file (as it is on disk, just generated or
+kept) as its reference, recorded as ``retake/reference = "keyframe <frame>"``. Its
+pixels are in the later keyframes' ``keyStamp``, so touching up the first keyframe
+makes the later ones stale (kept, with a warning, like any other change).
 """
 from __future__ import annotations
 
@@ -97,23 +104,30 @@ def _pixel_hash_of_file(path: str) -> str | None:
     return _digest(rgb.astype(np.float16))
 
 
-def _read_reference(key: Keyframe, index: int, colour: Colour) -> np.ndarray:
-    """The keyframe's reference image as (h, w, 3) float32 ACEScg, in the colour space its file says."""
+def _read_still(path: str, colour: Colour) -> np.ndarray:
+    """The image file ``path`` as (h, w, 3) float32 ACEScg, in the colour space its file says.
+
+    Raises InputError when it cannot be read or is not a finite RGB image.
+    """
     from engine.io.plates import open_still
 
-    path = f"$.keyframes[{index}].reference"
-    try:
-        with open_still(key.reference or "") as still:
-            pixels = still.read(still.info.first)
-            header = still.info.header
-    except InputError as error:
-        raise JobError(f"cannot read the reference image {key.reference!r}: {error}", path=path,
-                       hint="give an EXR, PNG, TIFF or DPX still") from error
+    with open_still(path) as still:
+        pixels = still.read(still.info.first)
+        header = still.info.header
     if pixels.ndim != 3 or pixels.shape[2] < 3 or not np.isfinite(pixels).all():
-        raise JobError(f"the reference image {key.reference!r} is not a finite RGB image", path=path,
-                       hint="give an RGB or RGBA image without NaN/Inf")
+        raise InputError("not a finite RGB image", path=path, hint="give an RGB or RGBA image without NaN/Inf")
     rgb = np.ascontiguousarray(pixels[..., :3], dtype=np.float32)
     return np.ascontiguousarray(colour.to_working(rgb, colour.colorspace_for_header(header)), dtype=np.float32)
+
+
+def _read_reference(key: Keyframe, index: int, colour: Colour) -> np.ndarray:
+    """The keyframe's reference image as (h, w, 3) float32 ACEScg, in the colour space its file says."""
+    try:
+        return _read_still(key.reference or "", colour)
+    except InputError as error:
+        raise JobError(f"cannot read the reference image {key.reference!r}: {error}",
+                       path=f"$.keyframes[{index}].reference",
+                       hint="give an EXR, PNG, TIFF or DPX still, RGB or RGBA without NaN/Inf") from error
 
 
 def _key_stamp(request: GenerateRequest, generator: Generator, size: tuple[int, int]) -> str:
@@ -164,14 +178,20 @@ def generate_missing_keyframes(
     (``get_generator(device=..., colour=...)``: ``$RETAKE_GENERATOR``, ``$RETAKE_MODEL_DIR``),
     and only when some keyframe really has to be generated. ``on_warning`` receives
     each warning (default: this module's logger); ``cancelled`` is asked before each
-    keyframe. Returns ``(frame, path)`` for each such keyframe, in frame order, for the
-    caller to set as the keyframe's ``image`` (leave its ``colorspace`` unset: the file's
+    keyframe. With a generator that uses references, the first such keyframe's file is
+    the reference of every later one that has none (the module's docstring says why).
+    Returns ``(frame, path)`` for each such keyframe, in frame order, for the caller to
+    set as the keyframe's ``image`` (leave its ``colorspace`` unset: the file's
     chromaticities say ACEScg, and an edited file says what its tool wrote).
     """
     warn = on_warning or _log.warning
     todo = [(i, key) for i, key in enumerate(job.keyframes) if key.image is None and key.prompt]
     width, height = size
     results: list[tuple[int, str]] = []
+    # The shared look: (frame, pixels) of the first prompt keyframe's file, read once a
+    # generator that uses references is at hand and that keyframe is settled.
+    look: tuple[int, np.ndarray] | None = None
+    look_read = False
     for index, key in todo:
         if cancelled is not None and cancelled():
             raise CancelledError(f"cancelled while making prompt keyframes ({len(results)} of {len(todo)} ready); "
@@ -185,9 +205,6 @@ def generate_missing_keyframes(
             raise ValueError(f"read_source({key.frame}) gave {source.shape[1]}x{source.shape[0]}, "
                              f"expected the output size {width}x{height}")
         reference = _read_reference(key, index, colour) if key.reference else None
-        request = GenerateRequest(source=source, prompt=prompt, reference=reference,
-                                  structure=job.controls.structure, motion=job.controls.motion,
-                                  seed=job.seed, frame=key.frame)
         path = keyframe_path(job, out_dir, key.frame)
         if generator is None:
             try:
@@ -200,6 +217,20 @@ def generate_missing_keyframes(
                      f"{error})")
                 results.append((key.frame, path))
                 continue
+        if generator.supports_reference and results and not look_read:
+            look_read = True
+            first_frame, first_path = results[0]
+            try:
+                look = (first_frame, _read_still(first_path, colour))
+            except InputError as error:
+                warn(f"keyframe {first_frame}: {first_path} cannot set the look of the later keyframes ({error}); "
+                     "they are made without it")
+        reference_name = key.reference
+        if reference is None and look is not None:
+            reference, reference_name = look[1], f"keyframe {look[0]}"
+        request = GenerateRequest(source=source, prompt=prompt, reference=reference,
+                                  structure=job.controls.structure, motion=job.controls.motion,
+                                  seed=job.seed, frame=key.frame)
         stamp = _key_stamp(request, generator, size)
         state = _existing_state(path, stamp)
         if state in ("current", "touched"):
@@ -212,8 +243,8 @@ def generate_missing_keyframes(
             continue
         if state == "stale-edited" or (state == "stale" and not replace_unedited):
             edited = " and has been edited" if state == "stale-edited" else ""
-            warn(f"keyframe {key.frame}: {path} was generated from another prompt, seed, model, controls or source "
-                 f"frame{edited}: kept as it is; delete it to generate it anew")
+            warn(f"keyframe {key.frame}: {path} was generated from another prompt, seed, model, controls, reference "
+                 f"or source frame{edited}: kept as it is; delete it to generate it anew")
             results.append((key.frame, path))
             continue
         if reference is not None and not generator.supports_reference:
@@ -231,8 +262,8 @@ def generate_missing_keyframes(
             "retake/generator": generator.fingerprint, "retake/keyStamp": stamp,
             "retake/pixelHash": _digest(half), "retake/version": __version__,
         }
-        if key.reference:
-            metadata["retake/reference"] = key.reference
+        if reference_name:
+            metadata["retake/reference"] = reference_name
         with atomic_output(path) as tmp:
             write_exr(tmp, half.astype(np.float32), chromaticities=AP1, aces_container=False, frame=key.frame,
                       metadata=metadata)
