@@ -25,6 +25,7 @@ JOB_VERSION = 1
 MAX_KEYFRAMES = 64
 OUTPUT_FORMATS = ("exr", "sdr", "hdr")
 RESOLUTIONS = ("draft", "1080p", "source")
+SEARCHES = ("patchmatch", "flow")
 COMPRESSIONS = ("none", "piz", "zip", "zips")
 MISSING_POLICIES = ("error", "hold", "black")
 NONFINITE_POLICIES = ("error", "sanitize")
@@ -63,20 +64,25 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     # Keyframe images carried along the plate's optical flow (engine.transforms.propagate).
     # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
-    # "dis": OpenCV DIS on the CPU, the fast reference/fallback).
+    # "dis": OpenCV DIS on the CPU, the fast reference/fallback). search: where the flow's
+    # match is not exact, "patchmatch" looks for each patch in the keyframe's source
+    # (engine.patchmatch); "flow" warps along the flow alone (faster, smears where it fails).
     "propagate": {
         "flow": (("torch", "dis"), "torch"),
+        "search": (SEARCHES, "patchmatch"),
     },
     # Keyframe-directed effects that stick to the scene (painted elements, glows, damage):
     # propagate, the keyframes' alpha (where the effect is) carried too and written as the
     # output's alpha (engine.transforms.propagate, MATTE_CARRYING).
     "vfx": {
         "flow": (("torch", "dis"), "torch"),
+        "search": (SEARCHES, "patchmatch"),
     },
     # A person restyled keeping their performance: propagate, with the faces, bodies and
     # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
     "character": {
         "flow": (("torch", "dis"), "torch"),
+        "search": (SEARCHES, "patchmatch"),
     },
     # The plate's camera move (background motion, engine.analysis.camera) given to
     # another picture: a still or plate ``target`` (a matte painting, a CG render) moves

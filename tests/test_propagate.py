@@ -96,12 +96,12 @@ def write_key(path: Path, image: np.ndarray) -> str:
 
 
 def make(tmp: Path, frames: list[np.ndarray], keys: dict[int, np.ndarray], colour: Colour, cache: FlowCache,
-         motion: int = 5, structure: int = 5, flow: str = "dis") -> PropagateTransform:
+         motion: int = 5, structure: int = 5, flow: str = "dis", search: str = "patchmatch") -> PropagateTransform:
     tmp.mkdir(parents=True, exist_ok=True)
     keyframes = [{"frame": f, "image": write_key(tmp / f"key{f}.exr", img), "colorspace": "ACEScg"}
                  for f, img in keys.items()]
     job = parse_job({"plate": {"path": str(tmp / "p.####.exr")}, "output": {"path": str(tmp / "o.####.exr")},
-                     "transform": {"name": "propagate", "flow": flow}, "keyframes": keyframes,
+                     "transform": {"name": "propagate", "flow": flow, "search": search}, "keyframes": keyframes,
                      "controls": {"motion": motion, "structure": structure}})
     context = TransformContext(colour=colour, plate=None, device="cpu", source=lambda f: frames[f],  # type: ignore[arg-type]
                                size=(W, H), frames=(0, len(frames) - 1))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -29,8 +30,8 @@ from engine.flow import FlowPair, local_range, warp
 from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
 from engine.job import Job
 from engine.keyframes import check_keyframes, load_keyframe_image, load_keyframe_matte
-from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, key_code, synthesise, \
-    visibility_from_flows
+from engine.synth import ChainState, Direction, SynthParams, chain_step, identity_chain, key_code, key_patch_rows, \
+    synthesise, visibility_from_flows
 from engine.transforms import TransformContext
 
 MAX_STATES = 64   # chain states kept per keyframe before checkpointing with a stride
@@ -44,13 +45,18 @@ class PropagateTransform:
     """Keyframe propagation. ``apply`` works on (H, W, C) float32 ACEScg; alpha untouched."""
 
     def __init__(self, job: Job, context: TransformContext, flow_method: str = "torch",
-                 cache: FlowCache | None = None) -> None:
+                 cache: FlowCache | None = None, search: str = "patchmatch") -> None:
         self.job = job
         self.context = context
         self.device = torch.device(context.device)
         self.size = context.size
         w, h = context.size
         self.params = SynthParams.from_controls(job.controls.motion, job.controls.structure, w, h)
+        if search == "flow":
+            # Along the chained flow alone: no PatchMatch repair (faster, smears where the flow fails).
+            self.params = replace(self.params, patch=replace(self.params.patch, iterations=0))
+        elif search != "patchmatch":
+            raise ValueError(f"search must be 'patchmatch' or 'flow', got {search!r}")
         # A chain state is a flow and a visibility, 12 bytes a pixel: at 4K 64 of them would be 6 GB.
         self.max_states = max(8, min(MAX_STATES, CHAIN_BUDGET // (w * h * 12)))
         self.flow_method = flow_method
@@ -66,12 +72,13 @@ class PropagateTransform:
         # comes out as the frame's alpha, for the compositor to isolate or grade the effect.
         self.carry_matte = job.transform.name in MATTE_CARRYING
         self._mattes: dict[int, torch.Tensor] = {}   # key frame -> (1, 1, H, W)
-        self._codes: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._codes: dict[int, tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]] = {}
 
     @classmethod
     def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
         check_keyframes(job, context.colour, context.size, context.device)
-        return cls(job, context, flow_method=job.transform.params.get("flow", "torch"))
+        params = job.transform.params
+        return cls(job, context, flow_method=params.get("flow", "torch"), search=params.get("search", "patchmatch"))
 
     # -- reading -----------------------------------------------------------
 
@@ -214,18 +221,20 @@ class PropagateTransform:
             for j in neighbours:
                 key_image, key_source = self._key(j)
                 temporal = 1.0 - abs(frame - frames[j]) / span if len(neighbours) == 2 else 1.0
-                code, bounds = self._key_code(j)
+                code, bounds, rows = self._key_code(j)
                 directions.append(Direction(key_image, key_source, self._chain(j, frame), max(temporal, 1e-3),
-                                            code, bounds))
+                                            code, bounds, rows))
         return directions
 
-    def _key_code(self, key_index: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The keyframe and its source in ACEScct, and their 3x3 ranges: made once per keyframe."""
+    def _key_code(self, key_index: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        """The keyframe and its source in ACEScct, their 3x3 ranges and the source's patch rows
+        for PatchMatch: made once per keyframe."""
         k = self.key_frames[key_index]
         if k not in self._codes:
             image, source = self._key(key_index)
             code = key_code(image, source)
-            self._codes[k] = (code, local_range(code))
+            rows = key_patch_rows(code, self.params) if self.params.patch.iterations > 0 else None
+            self._codes[k] = (code, local_range(code), rows)
         return self._codes[k]
 
     def _matte(self, key_index: int) -> torch.Tensor:

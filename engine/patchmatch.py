@@ -1,0 +1,137 @@
+"""PatchMatch repair of a correspondence field where the flow is not to be trusted.
+
+Propagation carries a keyframe along the chained optical flow. Where that flow is wrong
+(smoothed across a moving object's edge, lost in a fast move) or where the chain is
+occluded, warping alone smears; EbSynth ("Stylizing Video by Example", Jamriska et al.
+2019) instead looks, for each patch of the target frame's *source*, for the best-matching
+patch of the keyframe's source, and takes the keyframe's pixels from there. This module
+does that search (PatchMatch, Barnes et al. 2009) on the pixels a caller selects, starting
+from the flow:
+
+* **guide**: the two source frames in a perceptual encoding (ACEScct), compared over
+  (2r+1)^2 patches (sum of squared differences per pixel and channel), plus a
+  *positional* guide: a small cost for straying from where the flow put the match, so
+  a region with no true match takes a nearby one, not any look-alike in the frame;
+* **propagation**: a pixel tries its neighbours' matches shifted by their offset, with
+  jumps of 16, 8, 4, 2, 1 px (jump flooding), so the good flow around a bad region spreads
+  into it within a few iterations;
+* **random search** around the current match at halving radii.
+
+Everything is gathers and elementwise torch on the selected pixels only (a few percent of
+a frame), so the cost follows the size of the bad region, not the frame, and it runs the
+same on cpu, cuda and mps. Random numbers come from a generator seeded by the caller:
+the same inputs and seed give the same field.
+
+Conventions (as ``engine.flow``): guides (B, C, H, W) float32; flow (B, 2, H, W) float32
+pixels (x, y), ``flow_ab`` maps a pixel p of A to p + flow_ab(p) in B; masks (B, 1, H, W).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PatchMatchParams", "patch_rows", "patchmatch_repair"]
+
+
+@dataclass(frozen=True)
+class PatchMatchParams:
+    """radius: patch half-size (patches are (2r+1)^2; 3x3 matched best in the benchmark);
+    iterations: rounds of propagation and random search; search_radius: px of the first
+    random search (halved down to 1 px); jumps: the propagation steps of each round, px."""
+
+    radius: int = 1
+    iterations: int = 3
+    search_radius: float = 32.0
+    jumps: tuple[int, ...] = (8, 2, 1)
+
+
+def patch_rows(guide: torch.Tensor, radius: int) -> torch.Tensor:
+    """(C, H, W) guide -> (H * W, C * (2r+1)^2): every pixel's patch as one row (edges replicated).
+
+    Rows, so that looking a candidate up reads one contiguous run of memory. A keyframe's
+    rows serve every frame that reaches it: the caller may make them once.
+    """
+    padded = F.pad(guide[None], (radius,) * 4, mode="replicate")
+    return F.unfold(padded, 2 * radius + 1)[0].T.contiguous()
+
+
+def _rows_at(guide: torch.Tensor, flat: torch.Tensor, radius: int) -> torch.Tensor:
+    """The rows ``patch_rows`` would give for the flat pixel indexes ``flat`` (N,) only: (N, C * (2r+1)^2)."""
+    C, H, W = guide.shape
+    padded = F.pad(guide[None], (radius,) * 4, mode="replicate")[0].reshape(C, -1)
+    Wp = W + 2 * radius
+    d = torch.arange(2 * radius + 1, device=guide.device)
+    offsets = (d[:, None] * Wp + d[None, :]).reshape(-1)              # (P,), row-major like unfold
+    ys, xs = flat // W, flat % W
+    index = (ys * Wp + xs)[:, None] + offsets[None]                   # (N, P)
+    return padded[:, index].permute(1, 0, 2).reshape(flat.numel(), -1)  # channel-major, like unfold
+
+
+def _cost(target_rows: torch.Tensor, key_rows: torch.Tensor, cand: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Mean squared difference (N,) of each selected pixel's patch and the key's patch at ``cand`` (2, N) (x, y)."""
+    cx = cand[0].round().clamp(0, W - 1).long()
+    cy = cand[1].round().clamp(0, H - 1).long()
+    data = (key_rows.index_select(0, cy * W + cx) - target_rows).square_().mean(dim=1)
+    # Positions outside the keyframe were clamped to its edge for the lookup: make them lose.
+    outside = (cand[0] < -0.5) | (cand[0] > W - 0.5) | (cand[1] < -0.5) | (cand[1] > H - 0.5)
+    return data.masked_fill_(outside, float("inf"))
+
+
+def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tensor, select: torch.Tensor,
+                      p: PatchMatchParams = PatchMatchParams(), seed: int = 0,
+                      key_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flow target -> key re-searched by PatchMatch on the selected pixels.
+
+    target, key: (B, C, H, W) float32 guides of the two frames (e.g. ACEScct sources);
+    flow: (B, 2, H, W) target -> key, the starting correspondence; select: (B, 1, H, W)
+    bool, the pixels to repair (the others keep their flow and take part only as
+    neighbours to propagate from); key_rows: ``patch_rows(key[0], p.radius)`` when the
+    caller keeps it (B = 1). Returns (flow (B, 2, H, W) float32, cost (B, 1, H, W): the
+    mean squared guide difference of each pixel's patch at its match, +inf where not
+    selected). A match only ever replaces the flow's own when its patch is closer.
+    """
+    B, C, H, W = target.shape
+    out = flow.clone()
+    cost_map = torch.full((B, 1, H, W), float("inf"), device=target.device)
+    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    for b in range(B):
+        flat = torch.nonzero(select[b, 0].reshape(-1), as_tuple=True)[0]
+        if flat.numel() == 0:
+            continue
+        ys, xs = flat // W, flat % W
+        rows = key_rows if key_rows is not None and B == 1 else patch_rows(key[b], p.radius)
+        target_rows = _rows_at(target[b], flat, p.radius)
+        grid = torch.stack([xs, ys]).to(flow.dtype)                         # (2, N)
+        field = (flow[b].reshape(2, -1).clone())                             # offsets of every pixel, flat
+        best = field[:, flat] + grid                                         # absolute matches (2, N)
+        best_cost = _cost(target_rows, rows, best, H, W)
+        # Each neighbour (at every jump) as a flat index and the step from it back to this pixel.
+        steps = []
+        for jump in p.jumps:
+            for dy, dx in ((0, -jump), (0, jump), (-jump, 0), (jump, 0)):
+                ny, nx = (ys + dy).clamp(0, H - 1), (xs + dx).clamp(0, W - 1)
+                steps.append((ny * W + nx, torch.stack([nx, ny]).to(flow.dtype)))
+        for _ in range(p.iterations):
+            for neighbour, where in steps:
+                # The neighbour's offset, taken from this pixel: the match it would make here.
+                cand = field[:, neighbour] + grid
+                cost = _cost(target_rows, rows, cand, H, W)
+                better = cost < best_cost
+                best = torch.where(better[None], cand, best)
+                best_cost = torch.where(better, cost, best_cost)
+                field[:, flat] = best - grid
+            r_search = p.search_radius
+            while r_search >= 1.0:
+                jitter = (torch.rand((2, flat.numel()), generator=generator) * 2.0 - 1.0).to(field.device)
+                cand = best + r_search * jitter
+                cost = _cost(target_rows, rows, cand, H, W)
+                better = cost < best_cost
+                best = torch.where(better[None], cand, best)
+                best_cost = torch.where(better, cost, best_cost)
+                r_search *= 0.5
+            field[:, flat] = best - grid
+        out[b].reshape(2, -1)[:, flat] = best - grid
+        cost_map[b, 0].reshape(-1)[flat] = best_cost
+    return out, cost_map
