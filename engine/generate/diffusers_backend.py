@@ -14,8 +14,13 @@ Controls:
 * ``structure`` 1-9 sets the img2img strength, how far the model may move away from
   the source: 9 -> 0.2 (the layout kept tightly), 1 -> 0.9 (almost free).
 * an optional ControlNet (``controlnet`` option or ``$RETAKE_CONTROLNET_DIR``, a local
-  diffusers ControlNet folder, canny-conditioned) holds the source's edges; its
-  conditioning scale follows ``structure`` too (0.3 at 1, 1.0 at 9).
+  diffusers ControlNet folder) holds the source's layout; its conditioning scale follows
+  ``structure`` too (0.3 at 1, 1.0 at 9). It is shown the condition image it was trained
+  on, named by ``control`` / ``$RETAKE_CONTROL`` (``engine.generate.control``): "canny"
+  (the default: the source's Canny edges), "lineart" (an XDoG line drawing, white on
+  black, approximating the learned lineart annotator) or "depth" (the depth map of a
+  local transformers depth-estimation model, ``depth_model`` / ``$RETAKE_DEPTH_MODEL``,
+  near bright). "lineart" or "depth" without a ControlNet is an error, not ignored.
 * ``motion`` is not used: one img2img keyframe has no motion; propagation uses it.
 * the reference image steers the look through an optional IP-Adapter (``ip_adapter``
   option or ``$RETAKE_IP_ADAPTER``: a local weights file, ``.safetensors``/``.bin``, or a
@@ -61,14 +66,16 @@ import torch
 
 from engine.errors import InputError
 from engine.generate.base import GenerateRequest, Generator
+from engine.generate.control import CONTROL_ENV, DEFAULT_CONTROL, DEPTH_MODEL_ENV, DepthEstimator, canny, \
+    check_control, check_depth_model_path, lineart, picture
 from engine.resize import resize
 
 if TYPE_CHECKING:
     from engine.colour import Colour
 
-__all__ = ["CONTROLNET_ENV", "IP_ADAPTER_ENCODER_ENV", "IP_ADAPTER_ENV", "MODEL_CONFIG_ENV", "MODEL_ENV",
-           "DiffusersGenerator", "controlnet_scale_for_structure", "decode_from_model", "encode_for_model",
-           "restore_highlights", "strength_for_structure"]
+__all__ = ["CONTROLNET_ENV", "CONTROL_ENV", "DEPTH_MODEL_ENV", "IP_ADAPTER_ENCODER_ENV", "IP_ADAPTER_ENV",
+           "MODEL_CONFIG_ENV", "MODEL_ENV", "DiffusersGenerator", "controlnet_scale_for_structure",
+           "decode_from_model", "encode_for_model", "restore_highlights", "strength_for_structure"]
 
 MODEL_ENV = "RETAKE_MODEL_DIR"
 CONTROLNET_ENV = "RETAKE_CONTROLNET_DIR"
@@ -87,7 +94,6 @@ STRENGTH_FREE = 0.9    # structure 1
 STRENGTH_TIGHT = 0.2   # structure 9
 CONTROL_FREE = 0.3
 CONTROL_TIGHT = 1.0
-_CANNY_THRESHOLDS = (100, 200)
 _SMALL_FILE = 1 << 20  # configs and vocabularies are hashed; weights are stamped by size
 
 
@@ -226,40 +232,24 @@ def _offline() -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _canny(model_in: np.ndarray) -> np.ndarray:
-    """(h, w, 3) float32 sRGB 0..1 -> (h, w, 3) float32 0/1 edge map, what canny ControlNets were trained on."""
-    import cv2
-
-    grey = cv2.cvtColor((model_in * 255.0 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-    edges = cv2.Canny(grey, *_CANNY_THRESHOLDS)
-    return np.repeat((edges > 0).astype(np.float32)[..., None], 3, axis=2)
-
-
-def _picture(model_in: np.ndarray) -> Any:
-    """(h, w, 3) float32 sRGB 0..1 -> an 8-bit RGB PIL image, what CLIP image processors expect.
-
-    (A float array would be rescaled by 1/255 a second time by the processor.)
-    """
-    from PIL import Image
-
-    return Image.fromarray((np.clip(model_in, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mode="RGB")
-
-
 # --- the generator ---------------------------------------------------------------------------
 
 class DiffusersGenerator(Generator):
     """img2img with a local diffusers model. The model loads on the first ``generate``.
 
     Options: ``model`` (else ``$RETAKE_MODEL_DIR``), ``controlnet`` (else
-    ``$RETAKE_CONTROLNET_DIR``; optional), ``config`` (for a single-file checkpoint, else
+    ``$RETAKE_CONTROLNET_DIR``; optional), ``control`` (else ``$RETAKE_CONTROL``; "canny",
+    "lineart" or "depth", the ControlNet's condition image), ``depth_model`` (else
+    ``$RETAKE_DEPTH_MODEL``; for "depth"), ``config`` (for a single-file checkpoint, else
     ``$RETAKE_MODEL_CONFIG``), ``device`` ("cpu", "cuda", ...), ``colour`` (the job's
     ``engine.colour.Colour``; default: a new one), ``steps`` (inference steps at full
     strength), ``guidance`` (classifier-free guidance scale), ``short_side`` (working
     resolution), ``ip_adapter`` (else ``$RETAKE_IP_ADAPTER``; optional), ``image_encoder``
     (else ``$RETAKE_IP_ADAPTER_ENCODER``; default beside the adapter), ``reference_scale``
     (0..1, how strongly the reference steers the keyframe). Raises InputError naming
-    ``RETAKE_MODEL_DIR`` when no model is set, and naming the variable to fix when a path
-    is wrong. ``supports_reference`` is True on an instance with an IP-Adapter.
+    ``RETAKE_MODEL_DIR`` when no model is set, naming the variable to fix when a path is
+    wrong, and naming ``RETAKE_CONTROLNET_DIR`` when "lineart" or "depth" has no ControlNet
+    to condition. ``supports_reference`` is True on an instance with an IP-Adapter.
     """
 
     name = "diffusers"
@@ -269,11 +259,11 @@ class DiffusersGenerator(Generator):
                  device: str | torch.device = "cpu", colour: Colour | None = None, steps: int = 30,
                  guidance: float = 7.5, short_side: int = 512, ip_adapter: str | None = None,
                  image_encoder: str | None = None, reference_scale: float = DEFAULT_REFERENCE_SCALE,
-                 **unknown: Any) -> None:
+                 control: str | None = None, depth_model: str | None = None, **unknown: Any) -> None:
         if unknown:
             raise InputError(f"unknown option(s) for the diffusers keyframe generator: {', '.join(sorted(unknown))}",
-                             hint="known: model, controlnet, config, device, colour, steps, guidance, short_side, "
-                                  "ip_adapter, image_encoder, reference_scale")
+                             hint="known: model, controlnet, control, depth_model, config, device, colour, steps, "
+                                  "guidance, short_side, ip_adapter, image_encoder, reference_scale")
         model = model or os.environ.get(MODEL_ENV) or None
         if model is None:
             raise InputError(
@@ -284,6 +274,14 @@ class DiffusersGenerator(Generator):
         controlnet = controlnet or os.environ.get(CONTROLNET_ENV) or None
         self.controlnet_path = (_check_model_path(controlnet, "ControlNet", "controlnet", CONTROLNET_ENV)
                                 if controlnet else None)
+        self.control = check_control(control or os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL)
+        if self.control != DEFAULT_CONTROL and not self.controlnet_path:
+            raise InputError(f"the {self.control!r} condition is for a ControlNet, and none is configured",
+                             hint=f"set {CONTROLNET_ENV} (or the 'controlnet' option) to a local {self.control} "
+                                  f"ControlNet folder, or unset {CONTROL_ENV}")
+        # Only "depth" uses a depth model: a $RETAKE_DEPTH_MODEL set for other jobs is ignored.
+        self.depth_model_path = (check_depth_model_path(depth_model or os.environ.get(DEPTH_MODEL_ENV) or None)
+                                 if self.control == "depth" else None)
         config = config or os.environ.get(MODEL_CONFIG_ENV) or None
         self.config_path = os.path.abspath(os.path.expanduser(config)) if config else None
         ip_adapter = ip_adapter or os.environ.get(IP_ADAPTER_ENV) or None
@@ -307,6 +305,7 @@ class DiffusersGenerator(Generator):
         self.short_side = int(short_side)
         self._colour = colour
         self._pipe: Any = None
+        self._depth: DepthEstimator | None = None
         self._stamp: str | None = None
 
     # -- identity -----------------------------------------------------------------------------
@@ -316,6 +315,10 @@ class DiffusersGenerator(Generator):
         name = os.path.basename(self.model_path.rstrip(os.sep))
         if self.controlnet_path:
             name += " + " + os.path.basename(self.controlnet_path.rstrip(os.sep))
+            if self.depth_model_path:
+                name += f" ({self.control}: {os.path.basename(self.depth_model_path.rstrip(os.sep))})"
+            elif self.control != DEFAULT_CONTROL:
+                name += f" ({self.control})"
         if self.ip_adapter_path:
             name += " + " + os.path.splitext(os.path.basename(self.ip_adapter_path))[0]
         return name
@@ -328,6 +331,11 @@ class DiffusersGenerator(Generator):
                 parts.append(_files_stamp(self.controlnet_path))
             parts += [f"steps={self.steps}", f"guidance={self.guidance}", f"short_side={self.short_side}",
                       f"dtype={str(self.dtype).removeprefix('torch.')}"]
+            # Only when not canny, so that fingerprints (and keyframes) made before the choice stay current.
+            if self.control != DEFAULT_CONTROL:
+                parts.append(f"control={self.control}")
+            if self.depth_model_path:
+                parts.append(f"depth_model={_files_stamp(self.depth_model_path)}")
             # Only with an adapter, so that fingerprints (and keyframes) made without one stay current.
             if self.ip_adapter_path and self.image_encoder_path:
                 parts += [f"ip_adapter={_files_stamp(self.ip_adapter_path)}",
@@ -351,6 +359,22 @@ class DiffusersGenerator(Generator):
         if self._pipe is None:
             self._pipe = self._load()
         return self._pipe
+
+    def depth_estimator(self) -> DepthEstimator:
+        """The loaded depth-estimation model for the "depth" condition (loaded once, on this generator's device)."""
+        assert self.depth_model_path is not None
+        if self._depth is None:
+            with _offline():
+                self._depth = DepthEstimator.load(self.depth_model_path, self.device, self.dtype)
+        return self._depth
+
+    def _condition(self, model_in: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 sRGB 0..1 -> (h, w, 3) float32 0..1: the ControlNet's condition image of ``model_in``."""
+        if self.control == "lineart":
+            return lineart(model_in)
+        if self.control == "depth":
+            return self.depth_estimator()(model_in)
+        return canny(model_in)
 
     def _load(self) -> Any:
         with _offline():
@@ -474,17 +498,17 @@ class DiffusersGenerator(Generator):
             "guidance_scale": self.guidance, "generator": seeded, "output_type": "np",
         }
         if self.controlnet_path:
-            kwargs["control_image"] = _canny(model_in)[None]
+            kwargs["control_image"] = self._condition(model_in)[None]
             kwargs["controlnet_conditioning_scale"] = controlnet_scale_for_structure(request.structure)
         if self.ip_adapter_path:
             if request.reference is not None:
-                kwargs["ip_adapter_image"] = _picture(encode_for_model(colour, request.reference))
+                kwargs["ip_adapter_image"] = picture(encode_for_model(colour, request.reference))
                 pipe.set_ip_adapter_scale(self.reference_scale)
             else:
                 # diffusers refuses a call without an adapter image once an adapter is loaded;
                 # at scale 0 every IP-Adapter attention skips its image tokens, so a neutral grey
                 # picture leaves the keyframe exactly what the model makes without an adapter.
-                kwargs["ip_adapter_image"] = _picture(np.full((8, 8, 3), 0.5, dtype=np.float32))
+                kwargs["ip_adapter_image"] = picture(np.full((8, 8, 3), 0.5, dtype=np.float32))
                 pipe.set_ip_adapter_scale(0.0)
         result = pipe(**kwargs)
         flagged = getattr(result, "nsfw_content_detected", None)
