@@ -25,13 +25,16 @@ warped back by the flow, occluded pixels masked by the forward-backward check; t
 known flow and occlusion for ``moving``, the engine's flow on the source for ``sintel``).
 Baselines: the nearest keyframe copied; the two neighbouring keyframes warped along the
 same chained flow and blended linearly by temporal distance.
+Retake is run with each ``search`` of the propagate transform: "patchmatch" (the
+default: PatchMatch where the flow's match is inexact), "full" (PatchMatch at every
+pixel) and "flow" (along the flow alone).
 
 Controls: motion 1/5/9 and structure 1/5/9 on ``moving`` (PSNR, warping error against the
 ground truth's, and the high-frequency distance to the source frame).
 
 Speed: frames/s at 960x540 and 1920x1080 (--quick: 960x540 only), flow alone (one
 forward+backward pair per frame, the pipeline's sequential cost) and full synthesis
-(flow included, cache empty; and again with the flow cache warm).
+(flow included, cache empty; and again with the flow cache warm), for each ``search``.
 
 Memory: peak resident memory of ``retake run`` (a child process, the real pipeline)
 on a 320x180 plate of 48 vs 480 frames with a keyframe every 8 frames (--quick: 24 vs 240).
@@ -267,7 +270,7 @@ def highpass_distance(outputs: list[torch.Tensor], sources: list[torch.Tensor], 
 # --------------------------------------------------------------------------- methods
 
 def make_transform(folder: Path, seq: Sequence, keys: dict[int, np.ndarray], device: torch.device, flow: str,
-                   cache: FlowCache, motion: int = 5, structure: int = 5) -> PropagateTransform:
+                   cache: FlowCache, motion: int = 5, structure: int = 5, search: str = "patchmatch") -> PropagateTransform:
     folder.mkdir(parents=True, exist_ok=True)
     keyframes = []
     for f, image in keys.items():
@@ -275,7 +278,7 @@ def make_transform(folder: Path, seq: Sequence, keys: dict[int, np.ndarray], dev
         write_exr(str(path), image, chromaticities=AP1, aces_container=False)
         keyframes.append({"frame": f, "image": str(path), "colorspace": "ACEScg"})
     job = parse_job({"plate": {"path": str(folder / "plate.####.exr")}, "output": {"path": str(folder / "out.####.exr")},
-                     "transform": {"name": "propagate", "flow": flow}, "keyframes": keyframes,
+                     "transform": {"name": "propagate", "flow": flow, "search": search}, "keyframes": keyframes,
                      "controls": {"motion": motion, "structure": structure}})
     h, w = seq.frames[0].shape[:2]
     context = TransformContext(colour=COLOUR, plate=None, device=str(device),  # type: ignore[arg-type]
@@ -288,18 +291,27 @@ def make_transform(folder: Path, seq: Sequence, keys: dict[int, np.ndarray], dev
 def run_methods(seq: Sequence, truth: list[np.ndarray], device: torch.device, flow: str, cache: FlowCache,
                 folder: Path, motion: int = 5, structure: int = 5,
                 baselines: bool = True) -> dict[str, list[np.ndarray]]:
+    """Outputs per method: "retake propagate" (the default search), and with ``baselines`` the
+    other searches ("search full", "search flow"), the nearest keyframe and the flow-warp blend."""
     n = len(seq.frames)
     key_frames = list(range(0, n, KEY_EVERY))
     keys = {f: truth[f] for f in key_frames}
     transform = make_transform(folder, seq, keys, device, flow, cache, motion, structure)
     out: dict[str, list[np.ndarray]] = {"retake propagate": []}
+    others: dict[str, PropagateTransform] = {}
     if baselines:
+        for search in ("full", "flow"):
+            others[f"  search {search}"] = make_transform(folder / search, seq, keys, device, flow, cache, motion,
+                                                         structure, search=search)
+            out[f"  search {search}"] = []
         out["nearest keyframe"] = []
         out["flow-warp blend"] = []
     for f in range(n):
         out["retake propagate"].append(transform.apply(f, seq.frames[f]))
         if not baselines:
             continue
+        for name, other in others.items():
+            out[name].append(other.apply(f, seq.frames[f]))
         nearest = min(key_frames, key=lambda k: (abs(k - f), k))
         out["nearest keyframe"].append(truth[nearest])
         if f in keys:
@@ -352,10 +364,12 @@ def quality(args: argparse.Namespace, device: torch.device, work: Path) -> None:
                   f"{s['warp'] * 1e3:>9.3f} {s['warp'] / gt_warp:>8.2f} {int(s['nan']):>4}")
         print(f"{seq.name:<8} {w:>4}x{h:<4} {len(seq.frames):>6} {'ground truth':<18} {'-':>8} {'-':>7} "
               f"{gt_warp * 1e3:>9.3f} {1.0:>8.2f}")
-        gain = scores["retake propagate"]["psnr"] - scores["flow-warp blend"]["psnr"]
-        print(f"{seq.name:<8} retake vs flow-warp blend: {gain:+.2f} dB; vs nearest keyframe: "
+        base = scores["flow-warp blend"]["psnr"]
+        gains = ", ".join(f"{name.strip()} {scores[name]['psnr'] - base:+.2f} dB"
+                          for name in ("retake propagate", "  search full", "  search flow"))
+        print(f"{seq.name:<8} vs flow-warp blend: {gains}; retake vs nearest keyframe: "
               f"{scores['retake propagate']['psnr'] - scores['nearest keyframe']['psnr']:+.2f} dB; "
-              f"all three methods {seconds:.1f} s (flow included)")
+              f"all methods {seconds:.1f} s (flow included)")
 
 
 def controls(args: argparse.Namespace, device: torch.device, work: Path) -> None:
@@ -382,8 +396,8 @@ def controls(args: argparse.Namespace, device: torch.device, work: Path) -> None
 def speed(args: argparse.Namespace, device: torch.device, work: Path) -> None:
     print(f"\n## Speed on {describe_device(device)} (frames/s; {args.speed_frames} frames, keys at the ends)")
     sizes = [(960, 540)] if args.quick else [(960, 540), (1920, 1080)]
-    print(f"{'size':>10} {'flow alone':>11} {'synthesis, cold cache':>22} {'synthesis, warm cache':>22} "
-          f"{'device peak MiB':>16}")
+    print(f"{'size':>10} {'search':>10} {'flow alone':>11} {'synthesis, cold cache':>22} "
+          f"{'synthesis, warm cache':>22} {'device peak MiB':>16}")
     for w, h in sizes:
         seq = moving_scene(args.speed_frames, w, h)
         truth = {0: edit(seq.frames[0]), args.speed_frames - 1: edit(seq.frames[-1])}
@@ -396,20 +410,23 @@ def speed(args: argparse.Namespace, device: torch.device, work: Path) -> None:
         _sync(device)
         flow_fps = len(pairs) / (time.perf_counter() - t0)
         inner_frames = range(1, args.speed_frames - 1)
-        rates = []
-        for run in ("cold", "warm"):
-            cache = FlowCache(work / f"cache-speed-{w}")
-            transform = make_transform(work / f"s-{w}-{run}", seq, truth, device, args.flow, cache)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            _sync(device)
-            t0 = time.perf_counter()
-            for f in inner_frames:
-                transform.apply(f, seq.frames[f])
-            _sync(device)
-            rates.append(len(inner_frames) / (time.perf_counter() - t0))
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
-        print(f"{w:>5}x{h:<4} {flow_fps:>11.2f} {rates[0]:>22.2f} {rates[1]:>22.2f} {peak:>16.0f}")
+        for search in ("patchmatch", "full", "flow"):
+            rates = []
+            for run in ("cold", "warm"):
+                # Cold: an empty cache of this search's own; warm: the same cache again.
+                cache = FlowCache(work / f"cache-speed-{w}-{search}")
+                transform = make_transform(work / f"s-{w}-{search}-{run}", seq, truth, device, args.flow, cache,
+                                           search=search)
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                _sync(device)
+                t0 = time.perf_counter()
+                for f in inner_frames:
+                    transform.apply(f, seq.frames[f])
+                _sync(device)
+                rates.append(len(inner_frames) / (time.perf_counter() - t0))
+            peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
+            print(f"{w:>5}x{h:<4} {search:>10} {flow_fps:>11.2f} {rates[0]:>22.2f} {rates[1]:>22.2f} {peak:>16.0f}")
 
 
 def _sync(device: torch.device) -> None:
@@ -447,7 +464,7 @@ def write_memory_job(folder: Path, count: int, flow: str) -> Path:
             write_exr(str(key), edit(frame), chromaticities=AP1, aces_container=False)
             keyframes.append({"frame": 1001 + t, "image": str(key), "colorspace": "ACEScg"})
     job = {"version": 1, "plate": {"path": str(folder / "plate.####.exr"), "colorspace": "ACEScg"},
-           "transform": {"name": "propagate", "flow": flow}, "keyframes": keyframes,
+           "transform": {"name": "propagate", "flow": flow, "search": search}, "keyframes": keyframes,
            "output": {"path": str(folder / "out" / "out.####.exr")}}
     path = folder / "job.json"
     path.write_text(json.dumps(job, indent=2))

@@ -43,6 +43,7 @@ __all__ = [
     "opencv_dis_flow",
     "flow_pair",
     "endpoint_error",
+    "median_filter",
     "TORCH_FLOW_DEFAULTS",
 ]
 
@@ -272,7 +273,7 @@ def _median3(x: torch.Tensor) -> torch.Tensor:
     return _med3(lo_max, mid_med, hi_min)
 
 
-def _median(x: torch.Tensor, size: int) -> torch.Tensor:
+def median_filter(x: torch.Tensor, size: int) -> torch.Tensor:
     """size x size median filter of (N, C, H, W), replicate padding.
 
     Sun et al. (2010): a median of the flow after each warp is what makes a quadratic-ish
@@ -380,7 +381,7 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
                     wy.lerp_(ny, mask)
                 done += 1
         w = torch.cat([wx, wy], dim=1)
-        flow = _median(w, median)
+        flow = median_filter(w, median)
     return flow
 
 

@@ -9,17 +9,19 @@ does that search (PatchMatch, Barnes et al. 2009) on the pixels a caller selects
 from the flow:
 
 * **guide**: the two source frames in a perceptual encoding (ACEScct), compared over
-  (2r+1)^2 patches (sum of squared differences per pixel and channel), plus a
-  *positional* guide: a small cost for straying from where the flow put the match, so
-  a region with no true match takes a nearby one, not any look-alike in the frame;
-* **propagation**: a pixel tries its neighbours' matches shifted by their offset, with
-  jumps of 16, 8, 4, 2, 1 px (jump flooding), so the good flow around a bad region spreads
-  into it within a few iterations;
-* **random search** around the current match at halving radii.
+  3x3 patches (mean squared difference per pixel and channel). There is no positional
+  guide beyond starting from the flow: a cost for straying from the flow's match cost
+  0.3-1 dB in ``bench/propagation.py`` (the flow is wrong exactly where this runs);
+* **propagation**: a pixel tries its neighbours' matches, with jumps of 8, 2 and 1 px
+  (jump flooding), so the good flow around a bad region spreads into it within a few
+  iterations;
+* **random search** around the current match at halving radii;
+* **sub-pixel refinement** of a match the search moved: a parabola through the costs a
+  pixel either side, per axis (costs are taken at whole pixels).
 
-Everything is gathers and elementwise torch on the selected pixels only (a few percent of
-a frame), so the cost follows the size of the bad region, not the frame, and it runs the
-same on cpu, cuda and mps. Random numbers come from a generator seeded by the caller:
+Everything is gathers and elementwise torch on the selected pixels only, so the cost
+follows the size of the region searched, not the frame, and it runs the same on cpu,
+cuda and mps. Random numbers come from a generator seeded by the caller:
 the same inputs and seed give the same field.
 
 Conventions (as ``engine.flow``): guides (B, C, H, W) float32; flow (B, 2, H, W) float32
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from engine.flow import median_filter
+
 __all__ = ["PatchMatchParams", "patch_rows", "patchmatch_repair"]
 
 
@@ -39,12 +43,16 @@ __all__ = ["PatchMatchParams", "patch_rows", "patchmatch_repair"]
 class PatchMatchParams:
     """radius: patch half-size (patches are (2r+1)^2; 3x3 matched best in the benchmark);
     iterations: rounds of propagation and random search; search_radius: px of the first
-    random search (halved down to 1 px); jumps: the propagation steps of each round, px."""
+    random search (halved down to 1 px); jumps: the propagation steps of each round, px;
+    median, outlier: a repaired offset more than ``outlier`` px from the median of its
+    ``median`` x ``median`` neighbourhood takes that median (median 1: none)."""
 
     radius: int = 1
     iterations: int = 3
     search_radius: float = 32.0
     jumps: tuple[int, ...] = (8, 2, 1)
+    median: int = 5
+    outlier: float = 8.0
 
 
 def patch_rows(guide: torch.Tensor, radius: int) -> torch.Tensor:
@@ -79,6 +87,27 @@ def _cost(target_rows: torch.Tensor, key_rows: torch.Tensor, cand: torch.Tensor,
     return data.masked_fill_(outside, float("inf"))
 
 
+def _subpixel(target_rows: torch.Tensor, key_rows: torch.Tensor, best: torch.Tensor, best_cost: torch.Tensor,
+              H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matches refined below a pixel: a parabola through the costs one pixel either side, per axis.
+
+    Costs are taken at whole pixels, so a match found by the search is anywhere within
+    half a pixel of where it lands; fine lines carried from there would shimmer."""
+    centre = best.round()
+    c0 = _cost(target_rows, key_rows, centre, H, W)
+    refined = centre.clone()
+    for axis in (0, 1):
+        step = torch.zeros_like(centre)
+        step[axis] = 1.0
+        lo = _cost(target_rows, key_rows, centre - step, H, W)
+        hi = _cost(target_rows, key_rows, centre + step, H, W)
+        curve = lo - 2.0 * c0 + hi
+        ok = torch.isfinite(lo) & torch.isfinite(hi) & (curve > 1e-12)
+        shift = torch.where(ok, (lo - hi) / (2.0 * curve.clamp_min(1e-12)), torch.zeros_like(c0)).clamp(-0.5, 0.5)
+        refined[axis] = centre[axis] + shift
+    return refined, torch.minimum(best_cost, c0)
+
+
 def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tensor, select: torch.Tensor,
                       p: PatchMatchParams = PatchMatchParams(), seed: int = 0,
                       key_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +119,8 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
     neighbours to propagate from); key_rows: ``patch_rows(key[0], p.radius)`` when the
     caller keeps it (B = 1). Returns (flow (B, 2, H, W) float32, cost (B, 1, H, W): the
     mean squared guide difference of each pixel's patch at its match, +inf where not
-    selected). A match only ever replaces the flow's own when its patch is closer.
+    selected). A match only ever replaces the flow's own when its patch is closer; it is
+    then refined below a pixel (``_subpixel``).
     """
     B, C, H, W = target.shape
     out = flow.clone()
@@ -107,6 +137,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
         field = (flow[b].reshape(2, -1).clone())                             # offsets of every pixel, flat
         best = field[:, flat] + grid                                         # absolute matches (2, N)
         best_cost = _cost(target_rows, rows, best, H, W)
+        start, start_cost = best.clone(), best_cost.clone()
         # Each neighbour (at every jump) as a flat index and the step from it back to this pixel.
         steps = []
         for jump in p.jumps:
@@ -132,6 +163,20 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
                 best_cost = torch.where(better, cost, best_cost)
                 r_search *= 0.5
             field[:, flat] = best - grid
+        # Where the search found nothing closer than the flow's own match, the flow (sub-pixel
+        # already) stays as it was.
+        refined, refined_cost = _subpixel(target_rows, rows, best, best_cost, H, W)
+        moved = best_cost < start_cost
+        best = torch.where(moved[None], refined, start)
+        best_cost = torch.where(moved, refined_cost, start_cost)
         out[b].reshape(2, -1)[:, flat] = best - grid
         cost_map[b, 0].reshape(-1)[flat] = best_cost
+    if p.median > 1:
+        # A lone match far from its neighbours' is a look-alike, not the same surface: where
+        # the source is plain, a patch also matches where the artist painted something else
+        # (specks of a local effect strewn around it). Repairs that agree with their
+        # neighbourhood survive the median; isolated ones take the neighbourhood's offset.
+        med = median_filter(out, p.median)
+        outlier = select & ((out - med).abs().amax(dim=1, keepdim=True) > p.outlier)
+        out = torch.where(outlier, med, out)
     return out, cost_map

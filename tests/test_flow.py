@@ -251,12 +251,12 @@ def test_sintel_photometric_error_close_to_dis():
 
 def test_median3_network_matches_sort_median():
     import torch.nn.functional as F
-    from engine.flow import _median
+    from engine.flow import median_filter
 
     x = torch.randn(2, 2, 17, 23)
     x[0, 0, :4] = 1.0  # ties
     ref = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).view(2, 2, 9, -1).median(2).values
-    assert torch.equal(_median(x, 3), ref.view(2, 2, 17, 23))
+    assert torch.equal(median_filter(x, 3), ref.view(2, 2, 17, 23))
 
 
 def test_flow_pair_batch_equals_separate_calls_and_defaults_match_cache_key():

@@ -55,8 +55,11 @@ class PropagateTransform:
         if search == "flow":
             # Along the chained flow alone: no PatchMatch repair (faster, smears where the flow fails).
             self.params = replace(self.params, patch=replace(self.params.patch, iterations=0))
+        elif search == "full":
+            # PatchMatch at every pixel, as EbSynth does: the best match everywhere, at a cost.
+            self.params = replace(self.params, patch_below=math.inf)
         elif search != "patchmatch":
-            raise ValueError(f"search must be 'patchmatch' or 'flow', got {search!r}")
+            raise ValueError(f"search must be 'patchmatch', 'full' or 'flow', got {search!r}")
         # A chain state is a flow and a visibility, 12 bytes a pixel: at 4K 64 of them would be 6 GB.
         self.max_states = max(8, min(MAX_STATES, CHAIN_BUDGET // (w * h * 12)))
         self.flow_method = flow_method
