@@ -25,7 +25,7 @@ JOB_VERSION = 1
 MAX_KEYFRAMES = 64
 OUTPUT_FORMATS = ("exr", "sdr", "hdr")
 RESOLUTIONS = ("draft", "1080p", "source")
-SEARCHES = ("patchmatch", "flow")
+SEARCHES = ("patchmatch", "full", "flow")
 COMPRESSIONS = ("none", "piz", "zip", "zips")
 MISSING_POLICIES = ("error", "hold", "black")
 NONFINITE_POLICIES = ("error", "sanitize")
@@ -66,7 +66,8 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
     # "dis": OpenCV DIS on the CPU, the fast reference/fallback). search: where the flow's
     # match is not exact, "patchmatch" looks for each patch in the keyframe's source
-    # (engine.patchmatch); "flow" warps along the flow alone (faster, smears where it fails).
+    # (engine.patchmatch); "full" does so at every pixel (best, slowest); "flow" warps along
+    # the flow alone (fastest, smears where it fails).
     "propagate": {
         "flow": (("torch", "dis"), "torch"),
         "search": (SEARCHES, "patchmatch"),
@@ -74,9 +75,11 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # Keyframe-directed effects that stick to the scene (painted elements, glows, damage):
     # propagate, the keyframes' alpha (where the effect is) carried too and written as the
     # output's alpha (engine.transforms.propagate, MATTE_CARRYING).
+    # search: "flow" by default: a painted element must move with the scene and never be
+    # copied onto a look-alike patch of plain ground, which PatchMatch would do.
     "vfx": {
         "flow": (("torch", "dis"), "torch"),
-        "search": (SEARCHES, "patchmatch"),
+        "search": (SEARCHES, "flow"),
     },
     # A person restyled keeping their performance: propagate, with the faces, bodies and
     # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
@@ -123,19 +126,24 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
     # softness), interpolated like a grade, added on a shading estimate of the plate
-    # (engine.transforms.relight).
+    # (engine.transforms.relight). form: where the normals come from: "people" = the
+    # people's silhouettes (person mask) inflated into rounded forms, with the image's
+    # shape-from-shading on top; "image" (the default: the mask would round whatever the
+    # segmentation model calls a person on a shot without people) = the image's shading alone.
     "relight": {
         "interpolation": (INTERPOLATIONS, "smooth"),
+        "form": (("people", "image"), "image"),
     },
     # Another aspect ratio after the take, the crop following the subject (faces, else
-    # people, else the centre) on a smooth path that holds still while the subject does
+    # people, else what moves relative to the camera, else the centre) on a smooth path
+    # that holds still while the subject does
     # (engine.transforms.reframe). hold: the dead band, a share of the crop; smoothness:
     # of the path (higher = slower moves); letterbox: a wider crop between black bars;
     # extend: a wider ratio made by extending the frame sideways from what the camera saw
     # in other frames (engine.transforms.extend) instead of cropping its height.
     "reframe": {
         "aspect": (ASPECT, "9:16"),
-        "subject": (("auto", "faces", "people", "centre"), "auto"),
+        "subject": (("auto", "faces", "people", "motion", "centre"), "auto"),
         "hold": (Number(0.0, 0.5), 0.1),
         "smoothness": (Number(1.0, 1e6), 200.0),
         "letterbox": (("off", "on"), "off"),

@@ -180,20 +180,37 @@ def test_recipe_parameters_are_validated(tmp_path: Path) -> None:
     assert str(tmp_path / "paint.exr") in job.input_paths()
 
 
-EXAMPLES = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "examples").glob("*.json"))
+ROOT = Path(__file__).resolve().parents[1]
+# Examples expected to fail, with the reason (none now: `environment` once kept the selfie
+# segmenter's "person" on the demo plate's ground; it asks the pose detector first).
+KNOWN_FAILURES: dict[str, pytest.MarkDecorator] = {}
+EXAMPLES = [pytest.param(p.name, marks=KNOWN_FAILURES.get(p.name, ()))
+            for p in sorted((ROOT / "examples").glob("*.json"))]
+
+
+def example_assets():
+    """examples/make_assets.py as a module (examples/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("retake_example_assets", ROOT / "examples" / "make_assets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_examples_run_on_the_demo_plate(example: str, colour, tmp_path: Path) -> None:
     """Each job under examples/ runs on `retake demo`'s plate (here 8 of its 48 frames: frame
-    numbers in the example are mapped onto them)."""
+    numbers in the example are mapped onto them), with the pictures examples/make_assets.py
+    makes for it; those with a known answer on that plate (EXAMPLE_CHECKS) are checked against it."""
     import json
     import shutil
 
     from engine import demo
     from engine.campaign import load_jobs, run_campaign
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     plate = tmp_path / "retake_demo" / "plate"
     demo.write_demo_plate(plate, 8, colour)
     keys = tmp_path / "retake_demo" / "keys"
@@ -210,9 +227,95 @@ def test_examples_run_on_the_demo_plate(example: str, colour, tmp_path: Path) ->
     for key in spec.get("keyframes", []):
         key["frame"] = squeeze(key["frame"])
     (tmp_path / "examples" / example).write_text(json.dumps(spec))
+    example_assets().write_assets(tmp_path / "examples" / example, colour)
     jobs = load_jobs(tmp_path / "examples" / example)
     results = run_campaign(jobs)
     assert all(len(result.rendered) == 8 for result in results), results
+    check = EXAMPLE_CHECKS.get(example)
+    if check is not None:
+        check(spec, tmp_path / "examples", colour)
+
+
+def demo_camera(t: float, width: int = 960, height: int = 540) -> np.ndarray:
+    """The demo plate's camera (engine.demo.render_plate_frame) at ``t`` (0..1 over the shot):
+    world -> frame pixels (3x3). It pans 400 px right, rises 25 px and pushes in 12 % about the
+    frame's centre."""
+    zoom = 1.0 + 0.12 * t
+    centre = np.array([[1, 0, width / 2], [0, 1, height / 2], [0, 0, 1.0]])
+    return centre @ np.diag([zoom, zoom, 1.0]) @ np.array([[1, 0, -width / 2 - 400 * t],
+                                                            [0, 1, -height / 2 + 25 * t], [0, 0, 1.0]])
+
+
+def demo_motion(frame_from: int, frame_to: int, scale: float = 1.0) -> np.ndarray:
+    """Frame ``frame_from`` -> ``frame_to`` pixels (3x3) of the 8-frame demo plate, at ``scale``."""
+    s = np.diag([scale, scale, 1.0])
+    h = demo_camera((frame_to - 1001) / 7) @ np.linalg.inv(demo_camera((frame_from - 1001) / 7))
+    return s @ h @ np.linalg.inv(s)
+
+
+def outputs(spec: dict, examples: Path) -> list[np.ndarray]:
+    pattern = str((examples / spec["output"]["path"]).resolve())
+    return [read_image(pattern.replace("####", f"{f:04d}")) for f in range(1001, 1009)]
+
+
+def check_vfx_example(spec: dict, examples: Path, colour: Colour) -> None:
+    """The output's alpha is the painted matte carried with the scene: the keyframe's own on its
+    frame, the same mark moved as the demo's camera moved on every other, zero far from it."""
+    assets = example_assets()
+    out = outputs(spec, examples)
+    height, width = out[0].shape[:2]   # draft: 640 x 360
+    key = spec["keyframes"][0]["frame"]
+    assert all(frame.shape[-1] == 4 for frame in out)   # RGBA: the effect's matte as alpha
+    matte = assets.glow_matte(width, height)
+    assert np.abs(out[key - 1001][..., 3] - matte).max() < 0.02   # the keyframe's matte (resized to draft)
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    mark = np.array([assets.GLOW_AT[0] * width, assets.GLOW_AT[1] * height, 1.0])
+    for i, frame in enumerate(out):
+        alpha = frame[..., 3]
+        at = demo_motion(key, 1001 + i, width / 960) @ mark
+        at = at[:2] / at[2]
+        centroid = np.array([(alpha * xs).sum(), (alpha * ys).sum()]) / alpha.sum()
+        assert np.hypot(*(centroid - at)) < 4.0, f"frame {1001 + i}: the effect's matte at {centroid}, not {at}"
+        assert alpha.max() > 0.9, f"frame {1001 + i}: the effect faded to {alpha.max():.2f}"
+        far = np.hypot(xs - at[0], ys - at[1]) > 6 * assets.GLOW_RADIUS * width   # twice the brush's reach
+        assert alpha[far].max() < 0.1 and np.mean(alpha[far] > 1e-3) < 1e-3, \
+            f"frame {1001 + i}: matte far from the mark"
+    # and the glow itself is painted there (HDR, added light): on the keyframe, over the plate
+    plate = str((examples / spec["plate"]["path"]).resolve()).replace("####", f"{key:04d}")
+    source = cv2.resize(colour.convert(np.ascontiguousarray(read_image(plate)[..., :3]), "ACES2065-1", "ACEScg"),
+                        (width, height), interpolation=cv2.INTER_AREA)
+    got = colour.convert(np.ascontiguousarray(out[key - 1001][..., :3]), "ACES2065-1", "ACEScg")
+    x, y = int(mark[0]), int(mark[1])
+    np.testing.assert_allclose(got[y, x] - source[y, x], assets.GLOW_COLOUR, rtol=0.1)
+
+
+def check_environment_example(spec: dict, examples: Path, colour: Colour) -> None:
+    """No people on the demo plate: every frame is the new setting moved exactly as the demo's
+    camera moved from the reference frame (with the same shutter), inside the frame's margins."""
+    from engine.transforms.homography import blurred_warp, interpolate
+
+    out = outputs(spec, examples)
+    height, width = out[0].shape[:2]   # source: 960 x 540
+    setting = read_image(str((examples / spec["transform"]["image"]).resolve()))[..., :3]
+    th, tw = setting.shape[:2]
+    place = np.array([[1, 0, (width - tw) / 2], [0, 1, (height - th) / 2], [0, 0, 1.0]])   # centred overscan
+    reference = spec["transform"]["reference"]
+    paths = {i: demo_motion(reference, 1001 + i, width / 960) @ place for i in range(8)}
+
+    def at(i: int, t: float) -> np.ndarray:   # as camera_transfer: linear between neighbouring frames
+        previous = paths.get(i - 1, 2 * paths[i] - paths.get(i + 1, paths[i]))
+        following = paths.get(i + 1, 2 * paths[i] - paths.get(i - 1, paths[i]))
+        return interpolate(previous, paths[i], following, t)
+
+    inner = (slice(40, -40), slice(60, -60))
+    for i, frame in enumerate(out):
+        truth, coverage = blurred_warp(setting, lambda t: at(i, t), (width, height), spec["transform"]["shutter"])
+        assert coverage[inner].min() > 0.999   # the overscan reaches every frame's inner part
+        score = psnr(cct(colour, frame)[inner], colour.convert(truth, "ACEScg", "ACEScct")[inner])
+        assert score > 40.0, f"frame {1001 + i}: {score:.1f} dB from the setting moved by the plate's camera"
+
+
+EXAMPLE_CHECKS = {"vfx_job.json": check_vfx_example, "environment_job.json": check_environment_example}
 
 
 # --------------------------------------------------------------------------- reframe

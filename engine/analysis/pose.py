@@ -17,6 +17,7 @@ float32 0..1.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -125,3 +126,21 @@ class PoseEstimator:
         found = [self.landmarks(image, roi) for roi in self.detect(image)]
         found = [p for p in found if p.presence >= self.min_presence]
         return sorted(found, key=lambda p: float(p.landmarks[:, 0].mean()))
+
+
+def anyone_in(frames: list[tuple[int, np.ndarray]], cancelled: Callable[[], bool] = lambda: False) -> bool:
+    """Whether the pose detector (and its landmark model's presence check) finds a person on any
+    of ``frames`` ((frame, (h, w, 3) uint8 sRGB)); it stops at the first one.
+
+    The plate-level question to ask before trusting a person mask: the selfie segmentation
+    model assumes someone is there and, on a landscape or a product shot, calls the most
+    salient thing (a cup, the ground) a person.
+    """
+    estimator = PoseEstimator(max_people=1)
+    for _frame, rgb8 in frames:
+        if cancelled():
+            from engine.errors import CancelledError
+            raise CancelledError("cancelled while looking for people in the plate; nothing was written")
+        if estimator.people(rgb8):
+            return True
+    return False

@@ -107,7 +107,7 @@ def _build_environment(job: Job, context: TransformContext) -> FrameTransform:
 def _build_relight(job: Job, context: TransformContext) -> FrameTransform:
     from engine.transforms.relight import RelightTransform
 
-    return RelightTransform.from_job(job, context.device)
+    return RelightTransform.from_job(job, context.colour, context.device)
 
 
 def _build_motion_transfer(job: Job, context: TransformContext) -> FrameTransform:

@@ -6,7 +6,10 @@ the whole plate before the first frame is written:
 
 1. **where the subject is**, per frame (analysis at up to 960 px): the faces
    (full-range detector + landmarks; the largest face counts most), else the people
-   (soft person mask's centroid), else the frame's centre;
+   (soft person mask's centroid); on a plate with neither, what moves relative to the
+   camera (``engine.analysis.saliency``: optical flow less the camera's own motion, its
+   weighted centroid and extent; frames where nothing moves have no subject and the path
+   carries the crop through them); with no subject anywhere, the frame's centre;
 2. **hold when still**: the target only moves when the subject leaves a dead band
    around it (``hold``, a fraction of the crop), so a subject that breathes, talks
    or shifts its weight leaves the frame locked off, as an operator would;
@@ -225,12 +228,26 @@ class ReframeTransform:
 
 def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict[int, tuple[float, float]]:
     """The subject's (centre, half-extent) along the crop's moving axis per frame (working-size
-    px; NaN, 0 where none was found)."""
+    px; NaN, 0 where none was found).
+
+    ``how``: ``faces``, ``people``, ``motion``, ``centre`` (none anywhere: the path holds the
+    frame's centre) or ``auto``: faces, else people, frame by frame; a plate with neither on
+    any frame follows what moves relative to the camera (``engine.analysis.saliency``). Motion
+    is a plate-wide fallback, not a per-frame one: on a take with a person, a car crossing
+    behind them on the frames where the detector misses them must not pull the crop away.
+
+    Whether a plate has people at all is the pose detector's word, not the person mask's: the
+    selfie segmentation model assumes someone is there and, on a landscape or a product shot,
+    calls the most salient thing (a cup, the ground) a person.
+    """
+    from engine.analysis.pose import anyone_in
     from engine.transforms.homography import analysis_frames
 
     frames, scale = analysis_frames(context)
     axis = 0 if horizontal else 1
-    found: dict[int, tuple[float, float]] = {}
+    nothing = (float("nan"), 0.0)
+    found: dict[int, tuple[float, float]] = {frame: nothing for frame, _rgb8 in frames}
+    seen_face = False
     detector = landmarker = segmenter = None
     if how in ("auto", "faces"):
         from engine.analysis.faces import FaceDetector, FaceLandmarker
@@ -239,23 +256,40 @@ def find_subjects(context: TransformContext, how: str, horizontal: bool) -> dict
         from engine.analysis.masks import PersonSegmenter
         segmenter = PersonSegmenter()
     for frame, rgb8 in frames:
-        centre, extent = float("nan"), 0.0
+        if detector is None and segmenter is None:
+            break
+        centre = float("nan")
         if detector is not None:
             from engine.analysis.faces import detect_faces
             faces = detect_faces(rgb8, detector, landmarker)  # type: ignore[arg-type]
             if faces:
+                seen_face = True
                 # The larger a face, the more it leads: a close-up's face, not a passer-by's.
                 sizes = np.array([f.box[3] - f.box[1] for f in faces], dtype=np.float64) ** 2
                 centres = np.array([(f.box[axis] + f.box[axis + 2]) / 2.0 for f in faces])
                 centre = float((sizes * centres).sum() / sizes.sum())
                 lead = int(np.argmax(sizes))   # the leading face must fit, with a margin of a tenth
                 extent = 0.6 * float(faces[lead].box[axis + 2] - faces[lead].box[axis])
-        if not np.isfinite(centre) and segmenter is not None:
+        if np.isfinite(centre):
+            found[frame] = (centre / scale, extent / scale)
+            continue
+        if segmenter is not None:
             mask = segmenter.raw_mask(rgb8)
             if mask.sum() > 0.002 * mask.size:
                 profile = mask.sum(axis=1 - axis)
                 centre = float((profile * (np.arange(len(profile)) + 0.5)).sum() / profile.sum())
                 spread = float(np.sqrt((profile * (np.arange(len(profile)) + 0.5 - centre) ** 2).sum() / profile.sum()))
                 extent = 1.5 * spread   # most of the person, not the tip of an outstretched arm
-        found[frame] = (centre / scale, extent / scale) if np.isfinite(centre) else (float("nan"), 0.0)
+                found[frame] = (centre / scale, extent / scale)
+    if how == "auto" and not seen_face and not anyone_in(frames, context.cancelled):
+        # Nobody on the plate: what the person mask found there is not a person.
+        how, found = "motion", {frame: nothing for frame in found}
+    if how == "motion":
+        from engine.analysis.saliency import moving_subjects
+
+        # Frames where nothing moves stay NaN: plan_path gives them no weight and carries the
+        # crop through them (held, eased) from the frames around.
+        for frame, subject in moving_subjects(frames, context.cancelled).items():
+            if subject is not None:   # a rigid subject: all of it, not most of it, must fit
+                found[frame] = (subject.centre[axis] / scale, subject.extent[axis] / scale)
     return found
