@@ -464,7 +464,7 @@ def write_memory_job(folder: Path, count: int, flow: str) -> Path:
             write_exr(str(key), edit(frame), chromaticities=AP1, aces_container=False)
             keyframes.append({"frame": 1001 + t, "image": str(key), "colorspace": "ACEScg"})
     job = {"version": 1, "plate": {"path": str(folder / "plate.####.exr"), "colorspace": "ACEScg"},
-           "transform": {"name": "propagate", "flow": flow, "search": search}, "keyframes": keyframes,
+           "transform": {"name": "propagate", "flow": flow}, "keyframes": keyframes,
            "output": {"path": str(folder / "out" / "out.####.exr")}}
     path = folder / "job.json"
     path.write_text(json.dumps(job, indent=2))
@@ -477,7 +477,23 @@ def child_run(job_path: str, device: str) -> None:
 
     os.environ.setdefault("RETAKE_CACHE", str(Path(job_path).parent / "cache"))
     run_job(load_job(job_path), RunOptions(device=device))
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    print(peak_rss_mib())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set since it started its program, MiB.
+
+    Linux keeps ``ru_maxrss`` across fork and exec, so a child started from this (large)
+    benchmark would report the parent's peak; ``VmHWM`` belongs to the program's own
+    address space."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main() -> None:
