@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from engine.encoding import acescct_encode
 
 __all__ = [
+    "resolve_flow_method",
     "FlowPair",
     "perceptual",
     "estimate_flow",
@@ -558,6 +559,21 @@ class FlowPair:
     def to(self, device: torch.device | str) -> "FlowPair":
         return FlowPair(self.forward.to(device), self.backward.to(device),
                         self.occlusion_forward.to(device), self.occlusion_backward.to(device))
+
+
+def resolve_flow_method(method: str, device: torch.device | str) -> str:
+    """The estimator a job's ``flow`` names on ``device``: "torch" or "dis".
+
+    "auto" (the jobs' default) is the engine's torch estimator on a GPU and OpenCV's DIS on
+    the CPU: on two CPU cores DIS makes a 960x540 pair about 5x faster than the torch
+    estimator, for a propagation within 0.3 dB of it (``bench/propagation.py``). A farm that
+    mixes GPU and CPU workers should name one, so that every chunk uses the same flow.
+    """
+    if method == "auto":
+        return "dis" if torch.device(device).type == "cpu" else "torch"
+    if method not in ("torch", "dis"):
+        raise ValueError(f"unknown flow method {method!r}; use 'auto', 'torch' or 'dis'")
+    return method
 
 
 def flow_pair(a: torch.Tensor, b: torch.Tensor, method: str = "torch", *, alpha: float = 0.01,

@@ -26,6 +26,7 @@ MAX_KEYFRAMES = 64
 OUTPUT_FORMATS = ("exr", "sdr", "hdr")
 RESOLUTIONS = ("draft", "1080p", "source")
 SEARCHES = ("patchmatch", "full", "flow")
+FLOWS = ("auto", "torch", "dis")
 COMPRESSIONS = ("none", "piz", "zip", "zips")
 MISSING_POLICIES = ("error", "hold", "black")
 NONFINITE_POLICIES = ("error", "sanitize")
@@ -64,12 +65,13 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     # Keyframe images carried along the plate's optical flow (engine.transforms.propagate).
     # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
-    # "dis": OpenCV DIS on the CPU, the fast reference/fallback). search: where the flow's
+    # "dis": OpenCV DIS on the CPU, the fast reference/fallback; "auto": torch on a GPU, dis
+    # on the CPU, engine.flow.resolve_flow_method). search: where the flow's
     # match is not exact, "patchmatch" looks for each patch in the keyframe's source
     # (engine.patchmatch); "full" does so at every pixel (best, slowest); "flow" warps along
     # the flow alone (fastest, smears where it fails).
     "propagate": {
-        "flow": (("torch", "dis"), "torch"),
+        "flow": (FLOWS, "auto"),
         "search": (SEARCHES, "patchmatch"),
     },
     # Keyframe-directed effects that stick to the scene (painted elements, glows, damage):
@@ -78,13 +80,13 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # search: "flow" by default: a painted element must move with the scene and never be
     # copied onto a look-alike patch of plain ground, which PatchMatch would do.
     "vfx": {
-        "flow": (("torch", "dis"), "torch"),
+        "flow": (FLOWS, "auto"),
         "search": (SEARCHES, "flow"),
     },
     # A person restyled keeping their performance: propagate, with the faces, bodies and
     # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
     "character": {
-        "flow": (("torch", "dis"), "torch"),
+        "flow": (FLOWS, "auto"),
         "search": (SEARCHES, "patchmatch"),
     },
     # The plate's camera move (background motion, engine.analysis.camera) given to
@@ -122,7 +124,7 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "target": (PATH, None),
         "reference": (FRAME, None),
         "mode": (("flow", "face"), "flow"),
-        "flow": (("torch", "dis"), "torch"),
+        "flow": (FLOWS, "auto"),
     },
     # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
     # softness), interpolated like a grade, added on a shading estimate of the plate

@@ -276,3 +276,14 @@ def test_half_resolution_finest_level():
     flow = estimate_flow(a, b, finest_level=1)
     assert flow.shape == (1, 2, 96, 128)
     assert endpoint_error(flow, truth, interior(96, 128, 8)) < 0.4
+
+
+def test_auto_flow_is_dis_on_the_cpu_and_torch_on_a_gpu():
+    from engine.flow import resolve_flow_method
+
+    assert resolve_flow_method("auto", "cpu") == "dis"
+    assert resolve_flow_method("auto", torch.device("cuda")) == "torch"   # naming a device needs no GPU
+    assert resolve_flow_method("auto", "mps") == "torch"
+    assert resolve_flow_method("torch", "cpu") == "torch" and resolve_flow_method("dis", "cuda") == "dis"
+    with pytest.raises(ValueError, match="unknown flow method 'raft'"):
+        resolve_flow_method("raft", "cpu")

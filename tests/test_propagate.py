@@ -381,3 +381,15 @@ def test_large_frames_estimate_flow_at_a_bounded_size_and_keep_few_chain_states(
     assert transform.max_states == 64
     monkeypatch.setattr(propagate, "CHAIN_BUDGET", W * H * 12 * 10)
     assert make(tmp_path / "tight", frames, {0: truth[0]}, colour, cache).max_states == 10
+
+
+def test_the_default_flow_is_dis_on_the_cpu(tmp_path, colour, cache):
+    """A job that names no flow gets "auto": OpenCV DIS on this CPU-only context."""
+    frames, truth = translation_plate()
+    job = parse_job({"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
+                     "transform": {"name": "propagate"},
+                     "keyframes": [{"frame": 0, "image": write_key(tmp_path / "k.exr", truth[0]), "colorspace": "ACEScg"}]})
+    assert job.transform.params["flow"] == "auto"
+    context = TransformContext(colour=colour, plate=None, device="cpu", source=lambda f: frames[f],  # type: ignore[arg-type]
+                               size=(W, H), frames=(0, N - 1))
+    assert PropagateTransform.from_job(job, context).flow_method == "dis"

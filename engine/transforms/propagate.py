@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import CancelledError
-from engine.flow import FlowPair, local_range, warp
+from engine.flow import FlowPair, local_range, resolve_flow_method, warp
 from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest
 from engine.job import Job
 from engine.keyframes import check_keyframes, load_keyframe_image, load_keyframe_matte
@@ -44,7 +44,7 @@ _PAIRS_KEPT = 4   # pairwise flows kept in memory (sequential access needs 1-2)
 class PropagateTransform:
     """Keyframe propagation. ``apply`` works on (H, W, C) float32 ACEScg; alpha untouched."""
 
-    def __init__(self, job: Job, context: TransformContext, flow_method: str = "torch",
+    def __init__(self, job: Job, context: TransformContext, flow_method: str = "auto",
                  cache: FlowCache | None = None, search: str = "patchmatch") -> None:
         self.job = job
         self.context = context
@@ -62,7 +62,7 @@ class PropagateTransform:
             raise ValueError(f"search must be 'patchmatch', 'full' or 'flow', got {search!r}")
         # A chain state is a flow and a visibility, 12 bytes a pixel: at 4K 64 of them would be 6 GB.
         self.max_states = max(8, min(MAX_STATES, CHAIN_BUDGET // (w * h * 12)))
-        self.flow_method = flow_method
+        self.flow_method = resolve_flow_method(flow_method, self.device)
         self.cache = cache if cache is not None else FlowCache()
         self.keys = list(job.keyframes)  # sorted by frame (the parser sorts them)
         self.key_frames = [k.frame for k in self.keys]
@@ -81,7 +81,7 @@ class PropagateTransform:
     def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
         check_keyframes(job, context.colour, context.size, context.device)
         params = job.transform.params
-        return cls(job, context, flow_method=params.get("flow", "torch"), search=params.get("search", "patchmatch"))
+        return cls(job, context, flow_method=params.get("flow", "auto"), search=params.get("search", "patchmatch"))
 
     # -- reading -----------------------------------------------------------
 
