@@ -34,8 +34,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.flow import median_filter
-
 __all__ = ["PatchMatchParams", "patch_rows", "patchmatch_repair"]
 
 
@@ -45,13 +43,14 @@ class PatchMatchParams:
     iterations: rounds of propagation and random search; search_radius: px of the first
     random search (halved down to 1 px); jumps: the propagation steps of each round, px;
     median, outlier: a repaired offset more than ``outlier`` px from the median of its
-    ``median`` x ``median`` neighbourhood takes that median (median 1: none); converged: a
+    ``median`` x ``median`` neighbourhood takes that median (median 1: none; only matches the
+    search moved are checked); converged: a
     patch cost (mean squared ACEScct difference) at which a pixel stops searching, about
     the noise of a clean plate (0.006 a channel)."""
 
     radius: int = 1
     iterations: int = 3
-    search_radius: float = 32.0
+    search_radius: float = 8.0
     jumps: tuple[int, ...] = (8, 2, 1)
     median: int = 5
     outlier: float = 8.0
@@ -128,6 +127,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
     B, C, H, W = target.shape
     out = flow.clone()
     cost_map = torch.full((B, 1, H, W), float("inf"), device=target.device)
+    repaired = torch.zeros_like(select)           # the pixels whose match the search moved
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     for b in range(B):
         flat = torch.nonzero(select[b, 0].reshape(-1), as_tuple=True)[0]
@@ -179,12 +179,38 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
         best_cost = torch.where(moved, refined_cost, start_cost)
         out[b].reshape(2, -1)[:, flat] = best - grid
         cost_map[b, 0].reshape(-1)[flat] = best_cost
+        repaired[b, 0].reshape(-1)[flat] = moved
     if p.median > 1:
         # A lone match far from its neighbours' is a look-alike, not the same surface: where
         # the source is plain, a patch also matches where the artist painted something else
         # (specks of a local effect strewn around it). Repairs that agree with their
         # neighbourhood survive the median; isolated ones take the neighbourhood's offset.
-        med = median_filter(out, p.median)
-        outlier = select & ((out - med).abs().amax(dim=1, keepdim=True) > p.outlier)
-        out = torch.where(outlier, med, out)
+        # Pixels that kept the flow's own match are not look-alikes and are not checked.
+        out = _drop_outliers(out, repaired, p.median, p.outlier)
     return out, cost_map
+
+
+def _drop_outliers(field: torch.Tensor, select: torch.Tensor, size: int, limit: float) -> torch.Tensor:
+    """``field`` (B, 2, H, W) where each selected pixel more than ``limit`` px from the median of its
+    ``size`` x ``size`` neighbourhood (edges replicated) takes that median.
+
+    The median is taken at the selected pixels only (a gather of their neighbours), not over
+    the frame: the same values as ``median_filter`` there, at the cost of the selection."""
+    B, _, H, W = field.shape
+    r = size // 2
+    d = torch.arange(-r, r + 1, device=field.device)
+    out = field.clone()
+    for b in range(B):
+        flat = torch.nonzero(select[b, 0].reshape(-1), as_tuple=True)[0]
+        if flat.numel() == 0:
+            continue
+        ys, xs = flat // W, flat % W
+        ny = (ys[:, None, None] + d[None, :, None]).clamp(0, H - 1)
+        nx = (xs[:, None, None] + d[None, None, :]).clamp(0, W - 1)
+        index = (ny * W + nx).reshape(-1)                                   # (N * size^2,)
+        values = field[b].reshape(2, -1)
+        med = values[:, index].view(2, flat.numel(), size * size).median(dim=2).values   # (2, N)
+        own = values[:, flat]
+        far = (own - med).abs().amax(dim=0) > limit
+        out[b].reshape(2, -1)[:, flat] = torch.where(far[None], med, own)
+    return out

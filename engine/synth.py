@@ -32,15 +32,19 @@ How a frame f between keyframes k0 < f < k1 is made
 3. **Confidence** (error-aware): c = visibility * exp(-(e / tau)^2), e the warping error
    mean|sw - s| over the channels (judged in ACEScct, slightly blurred).
 3b. **PatchMatch repair** (``engine.patchmatch``, EbSynth's idea): where no direction's
-   confidence reaches ``patch_below`` (0.99: the flow's match is measurably inexact;
-   smoothed across a moving edge, occluded, lost), each 3x3 patch of the frame's source
-   (ACEScct) is searched for in each keyframe's source, starting from the flow, and the
-   keyframe is warped from the best match; the match's patch difference stands in for the
-   chain's visibility there. On ``bench/propagation.py --quick`` this took the margin over
-   the plain flow-warp blend from +2.5 to +6.0 dB (moving) and +1.5 to +3.5 dB (Sintel);
-   searching every pixel (``patch_below`` = inf, the job's ``"search": "full"``) gives
-   +6.4 / +4.2 dB at several times the cost. Frames wider than ``PATCH_SIDE`` are
-   searched at that width.
+   confidence reaches ``patch_below`` (0.997: the flow's match is measurably inexact;
+   smoothed across a moving edge, occluded, lost, or only a fraction of a pixel off), each
+   3x3 patch of the frame's source (ACEScct) is searched for in each keyframe's source,
+   starting from the flow, and the keyframe is warped from the best match; the match's
+   patch difference stands in for the chain's visibility there. On ``bench/propagation.py``
+   (640x360 and 1024x436) this takes the margin over the plain flow-warp blend from
+   +2.5 to +5.6 dB (moving) and +1.5 to +4.2 dB (Sintel). The threshold trades against
+   ``structure``: a patch found where the frame has detail of its own that no keyframe
+   shows (rain, a second layer) makes the key source look like the frame, so less of that
+   detail shows through; 0.999 gained another 0.3 dB but halved what structure 5 lets
+   through in ``tests/test_propagate.py``. Searching every pixel (``patch_below`` = inf,
+   the job's ``"search": "full"``) costs more and matches look-alikes. Frames wider than
+   ``PATCH_SIDE`` are searched at that width.
 
 There is no temporal guide (the previous *output* carried along the flow, as EbSynth
 has): every frame is made from its keyframes and the source alone, so frames can be made
@@ -71,13 +75,13 @@ sooner). At a keyframe the caller returns the keyframe image itself (exact).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_decode, acescct_encode
-from engine.flow import forward_backward, warp, warp_sharp
+from engine.flow import forward_backward, local_range, warp, warp_sharp
 from engine.patchmatch import PatchMatchParams, patch_rows, patchmatch_repair
 
 __all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
@@ -113,7 +117,7 @@ class SynthParams:
     fallback_sigma: float
     fallback_below: float = 0.2
     patch: PatchMatchParams = PatchMatchParams()
-    patch_below: float = 0.99
+    patch_below: float = 0.997
 
     @classmethod
     def from_controls(cls, motion: int, structure: int, width: int, height: int) -> "SynthParams":
@@ -221,30 +225,50 @@ def key_code(key_image: torch.Tensor, key_source: torch.Tensor) -> torch.Tensor:
 class _Warped:
     """One direction at frame f, before its estimate is formed (ACEScct code values).
 
-    kw, sw: (B, 3, H, W) the keyframe and its source warped to f; confidence (B, 1, H, W);
-    flow (B, 2, H, W) the (smoothed) flow f -> keyframe used; visibility (B, 1, H, W)."""
+    sw: (B, 3, H, W) the key source warped to f; confidence (B, 1, H, W); flow (B, 2, H, W)
+    the (smoothed, maybe repaired) flow f -> keyframe; visibility (B, 1, H, W). The keyframe
+    itself is warped last (``_with_key``), once its flow is final: kw (B, 3, H, W)."""
 
-    kw: torch.Tensor
     sw: torch.Tensor
     confidence: torch.Tensor
     flow: torch.Tensor
     visibility: torch.Tensor
+    kw: torch.Tensor | None = None
 
 
-def _warp_direction(se: torch.Tensor, d: Direction, p: SynthParams, flow: torch.Tensor | None = None,
-                    visibility: torch.Tensor | None = None) -> _Warped:
-    """Keyframe ``d`` and its source warped to the frame whose source is ``se`` (ACEScct), with confidence."""
-    if flow is None:
-        flow = gaussian_blur(d.chain.flow, p.flow_sigma)
-    if visibility is None:
-        visibility = d.chain.visibility.clamp(0.0, 1.0)
+def _code_and_bounds(d: Direction) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    code = d.key_code if d.key_code is not None else key_code(d.key_image, d.key_source)
+    return code, d.key_bounds if d.key_bounds is not None else local_range(code)
+
+
+def _half(code: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], part: slice
+          ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    return code[:, part], (bounds[0][:, part], bounds[1][:, part])
+
+
+_KEY, _SOURCE = slice(0, 3), slice(3, 6)
+
+
+def _confidence(sw: torch.Tensor, se: torch.Tensor, visibility: torch.Tensor, p: SynthParams) -> torch.Tensor:
+    err = gaussian_blur((sw - se).abs().mean(dim=1, keepdim=True), 1.0)
+    return visibility * torch.exp(-(err / p.tau) ** 2)
+
+
+def _warp_direction(se: torch.Tensor, d: Direction, p: SynthParams) -> _Warped:
+    """The key source of ``d`` warped to the frame whose source is ``se`` (ACEScct), with confidence."""
+    flow = gaussian_blur(d.chain.flow, p.flow_sigma)
+    visibility = d.chain.visibility.clamp(0.0, 1.0)
     # Warped in ACEScct with a sharp (bicubic, range-clamped) sampler: the edit's detail
     # stays crisp, and a highlight cannot ring into its dark surround.
-    code = d.key_code if d.key_code is not None else key_code(d.key_image, d.key_source)
-    both = warp_sharp(code, flow, d.key_bounds)   # the keyframe and its source, one pass
-    kw, sw = both[:, :3], both[:, 3:]
-    err = gaussian_blur((sw - se).abs().mean(dim=1, keepdim=True), 1.0)
-    return _Warped(kw, sw, visibility * torch.exp(-(err / p.tau) ** 2), flow, visibility)
+    source, bounds = _half(*_code_and_bounds(d), _SOURCE)
+    sw = warp_sharp(source, flow, bounds)
+    return _Warped(sw, _confidence(sw, se, visibility, p), flow, visibility)
+
+
+def _with_key(d: Direction, w: _Warped) -> _Warped:
+    """``w`` with the keyframe warped along its final flow."""
+    key, bounds = _half(*_code_and_bounds(d), _KEY)
+    return replace(w, kw=warp_sharp(key, w.flow, bounds))
 
 
 def _patch_scale(H: int, W: int) -> float:
@@ -273,11 +297,11 @@ def _repair_direction(se: torch.Tensor, d: Direction, w: _Warped, select: torch.
     ``PATCH_SIDE`` are searched at that width (the matches found there, scaled back up,
     seed the full-resolution warp and its confidence), as the flow itself is.
     """
-    code = d.key_code if d.key_code is not None else key_code(d.key_image, d.key_source)
+    code, bounds = _code_and_bounds(d)
     H, W = se.shape[-2:]
     scale = _patch_scale(H, W)
     if scale < 1.0:
-        small_se, small_key = _shrink(se, scale), _shrink(code[:, 3:], scale)
+        small_se, small_key = _shrink(se, scale), _shrink(code[:, _SOURCE], scale)
         h, wd = small_se.shape[-2:]
         small_flow = _shrink(w.flow, scale) * (wd / W)
         small_select = F.adaptive_max_pool2d(select.float(), (h, wd)) > 0
@@ -287,23 +311,22 @@ def _repair_direction(se: torch.Tensor, d: Direction, w: _Warped, select: torch.
         repaired = torch.where(select, repaired, w.flow)
         cost = F.interpolate(small_cost, size=(H, W), mode="nearest")
     else:
-        repaired, cost = patchmatch_repair(se, code[:, 3:], w.flow, select, p.patch, key_rows=d.key_rows)
+        repaired, cost = patchmatch_repair(se, code[:, _SOURCE], w.flow, select, p.patch, key_rows=d.key_rows)
     match = torch.exp(-cost / p.tau ** 2)        # 0 where not searched (cost inf)
     visibility = torch.where(select, torch.maximum(w.visibility, match), w.visibility)
-    # Warped again only over the selection's bounding box.
+    # The key source is warped again only over the selection's bounding box.
     anywhere = select.reshape(-1, *select.shape[-2:]).any(dim=0)           # (H, W)
     rows = torch.nonzero(anywhere.any(dim=1))
     cols = torch.nonzero(anywhere.any(dim=0))
     y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
     box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
-    both = warp_sharp(code, repaired[box], d.key_bounds, origin=(x0, y0))
-    err = gaussian_blur((both[:, 3:] - se[box]).abs().mean(dim=1, keepdim=True), 1.0)
-    kw, sw, confidence = w.kw.clone(), w.sw.clone(), w.confidence.clone()
+    source, source_bounds = _half(code, bounds, _SOURCE)
+    found_sw = warp_sharp(source, repaired[box], source_bounds, origin=(x0, y0))
+    sw, confidence = w.sw.clone(), w.confidence.clone()
     inside = select[box]
-    kw[box] = torch.where(inside, both[:, :3], kw[box])
-    sw[box] = torch.where(inside, both[:, 3:], sw[box])
-    confidence[box] = torch.where(inside, visibility[box] * torch.exp(-(err / p.tau) ** 2), confidence[box])
-    return _Warped(kw, sw, confidence, repaired, visibility)
+    sw[box] = torch.where(inside, found_sw, sw[box])
+    confidence[box] = torch.where(inside, _confidence(found_sw, se[box], visibility[box], p), confidence[box])
+    return _Warped(sw, confidence, repaired, visibility)
 
 
 def _estimate(se: torch.Tensor, w: _Warped, p: SynthParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -322,7 +345,7 @@ def direction_estimate(source: torch.Tensor, d: Direction, p: SynthParams) -> tu
     values, confidence (B, 1, H, W) in [0, 1]).
     """
     se = acescct_encode(source)
-    return _estimate(se, _warp_direction(se, d, p), p)
+    return _estimate(se, _with_key(d, _warp_direction(se, d, p)), p)
 
 
 def normalised_conv(x: torch.Tensor, w: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -408,7 +431,7 @@ def synthesise(source: torch.Tensor, directions: list[Direction], p: SynthParams
         if bool(select.any()):
             warped = [_repair_direction(se, d, w, select, p) for d, w in zip(directions, warped)]
     estimates, residuals, confidences = [], [], []
-    for w in warped:
+    for w in (_with_key(d, w) for d, w in zip(directions, warped)):
         e, r, c = _estimate(se, w, p)
         estimates.append(e)
         residuals.append(r)
