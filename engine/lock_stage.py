@@ -18,7 +18,12 @@ transformation (DESIGN.md: synthesise -> lock -> frame -> write):
 
 The analysis is made per frame on that frame's source alone (no tracker state), so a
 frame's result never depends on which frames were rendered before it: farm chunks and
-resumed renders stay bit-identical to a whole run. Keyframes are locked too: otherwise
+resumed renders stay bit-identical to a whole run. One question is asked of the whole
+plate instead, once: whether anyone is on it at all (``people_on_plate``, the pose
+detector's word, ``plate_has_people``). The person segmentation model behind ``bodies``
+and ``blocking`` assumes someone is there and on a landscape calls the ground a person
+(40-75 % of the demo plate's frames); on a plate with nobody those locks hold nothing.
+The answer depends on the plate alone, never on which frames a chunk renders. Keyframes are locked too: otherwise
 a keyframe whose paint moved a feature would pop against its locked neighbours.
 
 Frames in and out: (H, W, C) float32 scene-linear ACEScg; alpha is left untouched.
@@ -34,7 +39,7 @@ from engine.colour import Colour
 from engine.job import Locks
 from engine.locks import FACE_DETAIL, POSE_DETAIL, face_regions, limb_regions, silhouette_lock, structure_lock
 
-__all__ = ["LockStage", "blocking_outline", "BODY_BAND", "BLOCKING_MARGIN"]
+__all__ = ["LockStage", "blocking_outline", "plate_has_people", "BODY_BAND", "BLOCKING_MARGIN"]
 
 BODY_BAND = 0.025        # of the person's height: the band around the outline that ``bodies`` holds
 BLOCKING_MARGIN = 0.04   # of the frame's longer side: how far a subject may change shape under ``blocking``
@@ -70,11 +75,43 @@ def blocking_outline(person: np.ndarray, width: int, height: int) -> tuple[np.nd
     return grown.astype(np.float32), float(margin)
 
 
+def plate_has_people(source: Callable[[int], np.ndarray], frames: tuple[int, int], colour: Colour,
+                     cancelled: Callable[[], bool] = lambda: False, side: int = 960, stride: int = 8) -> bool:
+    """Whether the pose detector finds a person on any frame first..last of the plate.
+
+    source(frame) -> (H, W, C) float32 ACEScg. Frames are looked at no wider than ``side``,
+    every ``stride``-th frame first (someone on the plate is usually found at once), then
+    the rest; it stops at the first person.
+    """
+    import cv2
+
+    from engine.analysis.frames import display_rgb8
+    from engine.analysis.pose import anyone_in
+
+    first, last = frames
+    order = list(range(first, last + 1, stride)) + [f for f in range(first, last + 1) if (f - first) % stride]
+
+    def looked_at():
+        for frame in order:
+            working = np.ascontiguousarray(source(frame)[..., :3], dtype=np.float32)
+            scale = min(1.0, side / max(working.shape[:2]))
+            if scale < 1.0:
+                size = (max(1, round(working.shape[1] * scale)), max(1, round(working.shape[0] * scale)))
+                working = cv2.resize(working, size, interpolation=cv2.INTER_AREA)
+            yield frame, display_rgb8(colour, working)
+
+    return anyone_in(looked_at(), cancelled)
+
+
 class LockStage:
     """The locks of one job. ``apply(frame, source, result)`` with (H, W, C) float32 ACEScg."""
 
-    def __init__(self, locks: Locks, colour: Colour, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, locks: Locks, colour: Colour, device: str = "cpu", threads: int | None = None,
+                 people_on_plate: Callable[[], bool] | None = None) -> None:
         self.locks = locks
+        # Asked on the first frame that needs it (a resumed render with nothing left asks nothing).
+        self._people_on_plate = people_on_plate
+        self._people: bool | None = None if people_on_plate is not None else True
         self.colour = colour
         self.device = torch.device(device)
         # Loading the models here makes a missing model an error before the first frame,
@@ -95,10 +132,17 @@ class LockStage:
         self.frames_without: dict[str, list[int]] = {"faces": [], "bodies": [], "poses": [], "blocking": []}
 
     @classmethod
-    def from_locks(cls, locks: Locks, colour: Colour, device: str) -> "LockStage | None":
+    def from_locks(cls, locks: Locks, colour: Colour, device: str,
+                   people_on_plate: Callable[[], bool] | None = None) -> "LockStage | None":
         if not any((locks.faces, locks.bodies, locks.poses, locks.blocking)):
             return None
-        return cls(locks, colour, device)
+        return cls(locks, colour, device, people_on_plate=people_on_plate)
+
+    def _anyone(self) -> bool:
+        if self._people is None:
+            assert self._people_on_plate is not None
+            self._people = bool(self._people_on_plate())
+        return self._people
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image[..., :3], dtype=np.float32)).to(
@@ -124,7 +168,8 @@ class LockStage:
             detector, landmarker = self._faces
             found["faces"] = [f.landmarks for f in detect_faces(rgb8, detector, landmarker)]  # type: ignore[arg-type]
         if self._segmenter is not None:
-            found["person"] = self._segmenter.raw_mask(rgb8)
+            found["person"] = (self._segmenter.raw_mask(rgb8) if self._anyone()
+                               else np.zeros(rgb8.shape[:2], dtype=np.float32))
         if self._pose is not None:
             found["skeletons"] = [(p.landmarks, p.visibility) for p in self._pose.people(rgb8)]
         return found
@@ -192,6 +237,9 @@ class LockStage:
         from engine.io.describe import compress_frames
 
         lines = []
+        if self._people is False and (self.locks.bodies or self.locks.blocking):
+            lines.append("locks.bodies/blocking: the pose detector finds nobody on the plate, so the person mask "
+                         "is not trusted and those locks hold nothing")
         what = {"faces": "no face", "bodies": "no person", "poses": "no body pose", "blocking": "no person"}
         for name, frames in self.frames_without.items():
             if frames:

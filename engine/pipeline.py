@@ -35,7 +35,7 @@ from engine.io.writers import OutputSpec as WriterSpec
 from engine.io.writers import open_writer
 from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
 from engine.generate.keyframes import needs_generation
-from engine.lock_stage import LockStage
+from engine.lock_stage import LockStage, plate_has_people
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
 from engine.transforms import KEYFRAME_DRIVEN, MAKES_ALPHA, NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
@@ -308,7 +308,8 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                            if job.transform.name in STRUCTURE_KEEPING else "its picture is not the plate's")
                     warnings.append(f"locks are not used by {job.transform.name!r}: {why}")
             else:
-                locks = LockStage.from_locks(job.locks, colour, device.type)
+                locks = LockStage.from_locks(job.locks, colour, device.type, people_on_plate=lambda: plate_has_people(
+                    read_source, (info.first, info.last), colour, options.cancel.is_set))
             progress.emit({"event": "start", "device": describe_device(device), "frames": [first, last],
                            "total": len(frames), "output": job.output.path, "writes": writer.describe(),
                            "source_colorspace": source_space if isinstance(source_space, str) else "chromaticities",

@@ -266,3 +266,30 @@ def test_grade_ignores_locks_and_says_so(tmp_path: Path, colour) -> None:
             "output": {"path": str(tmp_path / "o" / "o.####.exr")}}
     result = run_job(parse_job(json.loads(json.dumps(spec))), RunOptions())
     assert any("locks are not used by 'grade'" in w for w in result.warnings)
+
+
+def test_bodies_and_blocking_hold_nothing_on_a_plate_with_nobody(models, colour, tmp_path: Path) -> None:
+    """The person segmenter calls part of the demo plate's ground a person; the plate-level pose
+    check finds nobody there, so the locks leave the result alone (and say so), while the same
+    check finds the astronaut."""
+    from engine import demo
+    from engine.io.exr import read_image
+    from engine.lock_stage import LockStage, plate_has_people
+
+    pattern = demo.write_demo_plate(tmp_path / "plate", 8, colour)
+    frames = [colour.convert(np.ascontiguousarray(read_image(pattern.replace("####", str(1001 + i)))[..., :3]),
+                             "ACES2065-1", "ACEScg") for i in range(8)]   # (540, 960, 3) ACEScg
+    assert not plate_has_people(lambda f: frames[f], (0, 7), colour)
+    astronaut = working(colour, scenes.astronaut())
+    assert plate_has_people(lambda f: astronaut, (0, 0), colour)
+
+    result = [colour.cdl(f, slope=[1.3, 1.0, 0.7], saturation=1.2) for f in frames]
+    unchecked = LockStage(Locks(bodies=True, blocking=True), colour)
+    checked = LockStage(Locks(bodies=True, blocking=True), colour,
+                        people_on_plate=lambda: plate_has_people(lambda f: frames[f], (0, 7), colour))
+    changed = 0
+    for i in range(8):
+        changed += int(not np.array_equal(unchecked.apply(i, frames[i], result[i]), result[i]))
+        assert np.array_equal(checked.apply(i, frames[i], result[i]), result[i]), f"frame {i}"
+    assert changed > 0, "the segmenter no longer imagines a person on the demo plate: this test shows nothing"
+    assert any("finds nobody on the plate" in line for line in checked.warnings())

@@ -315,7 +315,22 @@ def check_environment_example(spec: dict, examples: Path, colour: Colour) -> Non
         assert score > 40.0, f"frame {1001 + i}: {score:.1f} dB from the setting moved by the plate's camera"
 
 
-EXAMPLE_CHECKS = {"vfx_job.json": check_vfx_example, "environment_job.json": check_environment_example}
+def check_character_example(spec: dict, examples: Path, colour: Colour) -> None:
+    """Nobody is on the demo plate, so the character locks find no face, body or pose to hold: the
+    result is the plain propagation of the same keyframes, bit for bit (the person segmenter alone
+    would have called part of the ground a person and cut the restyle back there)."""
+    plain = dict(spec, transform={"name": "propagate"}, locks={},
+                 output=dict(spec["output"], path=spec["output"]["path"].replace("character", "plain")))
+    from engine.campaign import load_jobs, run_campaign
+
+    (examples / "plain_job.json").write_text(__import__("json").dumps(plain))
+    run_campaign(load_jobs(examples / "plain_job.json"))
+    for i, (locked, free) in enumerate(zip(outputs(spec, examples), outputs(plain, examples))):
+        assert np.array_equal(locked, free), f"frame {1001 + i}: the locks held something on a plate with nobody"
+
+
+EXAMPLE_CHECKS = {"vfx_job.json": check_vfx_example, "environment_job.json": check_environment_example,
+                  "character_job.json": check_character_example}
 
 
 # --------------------------------------------------------------------------- reframe

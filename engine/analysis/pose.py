@@ -17,7 +17,7 @@ float32 0..1.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -128,7 +128,7 @@ class PoseEstimator:
         return sorted(found, key=lambda p: float(p.landmarks[:, 0].mean()))
 
 
-def anyone_in(frames: list[tuple[int, np.ndarray]], cancelled: Callable[[], bool] = lambda: False) -> bool:
+def anyone_in(frames: Iterable[tuple[int, np.ndarray]], cancelled: Callable[[], bool] = lambda: False) -> bool:
     """Whether the pose detector (and its landmark model's presence check) finds a person on any
     of ``frames`` ((frame, (h, w, 3) uint8 sRGB)); it stops at the first one.
 
