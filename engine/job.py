@@ -123,7 +123,7 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     "motion_transfer": {
         "target": (PATH, None),
         "reference": (FRAME, None),
-        "mode": (("flow", "face"), "flow"),
+        "mode": (("flow", "face", "body"), "flow"),
         "flow": (FLOWS, "auto"),
     },
     # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
