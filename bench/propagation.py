@@ -1,6 +1,6 @@
 """Propagation benchmark: quality against ground truth, speed, memory, and the sliders (prints tables).
 
-    .venv/bin/python bench/propagation.py [--quick] [--device auto|cpu|cuda|mps] [--flow torch|dis]
+    .venv/bin/python bench/propagation.py [--quick] [--device auto|cpu|cuda|mps] [--flow auto|torch|dis]
                                           [--only quality,controls,speed,memory]
 
 Never part of the test suite. Every figure comes from this run; ratios are against
@@ -34,7 +34,13 @@ ground truth's, and the high-frequency distance to the source frame).
 
 Speed: frames/s at 960x540 and 1920x1080 (--quick: 960x540 only), flow alone (one
 forward+backward pair per frame, the pipeline's sequential cost) and full synthesis
-(flow included, cache empty; and again with the flow cache warm), for each ``search``.
+(flow included, cache empty; and again with the flow cache warm), for each ``search``,
+on two scenes with keyframes at both ends: ``moving`` squeezed into 6 frames (the
+occluder crosses at about 130 px a frame: the harshest case for PatchMatch) and the 10
+real ``sintel`` frames resized to the size (real footage).
+
+``--flow auto`` (the jobs' default) is the torch estimator on a GPU and OpenCV DIS on
+the CPU; name ``torch`` or ``dis`` to measure one.
 
 Memory: peak resident memory of ``retake run`` (a child process, the real pipeline)
 on a 320x180 plate of 48 vs 480 frames with a keyframe every 8 frames (--quick: 24 vs 240).
@@ -63,7 +69,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from engine.colour import Colour  # noqa: E402
 from engine.device import choose_device, describe_device  # noqa: E402
-from engine.flow import flow_pair, warp  # noqa: E402
+from engine.flow import flow_pair, resolve_flow_method, warp  # noqa: E402
 from engine.flow_cache import FlowCache  # noqa: E402
 from engine.io.aces_exr import write_exr  # noqa: E402
 from engine.io.header import AP1  # noqa: E402
@@ -393,40 +399,48 @@ def controls(args: argparse.Namespace, device: torch.device, work: Path) -> None
                   f"{highpass_distance(out_cct, src_cct, others) * 1e3:>18.3f}")
 
 
+def speed_scenes(w: int, h: int, frames: int) -> list[Sequence]:
+    """The speed scenes at w x h: ``moving`` in ``frames`` frames and the real Sintel frames (no flows)."""
+    sintel = [resized(read_working(DATA / "sintel" / f"frame_{i:04d}.png"), w, h) for i in range(16, 26)]
+    return [moving_scene(frames, w, h), Sequence("sintel", sintel, [], [])]
+
+
 def speed(args: argparse.Namespace, device: torch.device, work: Path) -> None:
-    print(f"\n## Speed on {describe_device(device)} (frames/s; {args.speed_frames} frames, keys at the ends)")
+    print(f"\n## Speed on {describe_device(device)} (frames/s; flow {args.flow}; keys at the first and last frame)")
     sizes = [(960, 540)] if args.quick else [(960, 540), (1920, 1080)]
-    print(f"{'size':>10} {'search':>10} {'flow alone':>11} {'synthesis, cold cache':>22} "
+    print(f"{'size':>10} {'scene':>7} {'frames':>6} {'search':>10} {'flow alone':>11} {'synthesis, cold cache':>22} "
           f"{'synthesis, warm cache':>22} {'device peak MiB':>16}")
     for w, h in sizes:
-        seq = moving_scene(args.speed_frames, w, h)
-        truth = {0: edit(seq.frames[0]), args.speed_frames - 1: edit(seq.frames[-1])}
-        pairs = [(to_tensor(a).to(device), to_tensor(b).to(device)) for a, b in zip(seq.frames, seq.frames[1:])]
-        flow_pair(*pairs[0], args.flow)  # warm-up
-        _sync(device)
-        t0 = time.perf_counter()
-        for a, b in pairs:
-            flow_pair(a, b, args.flow)
-        _sync(device)
-        flow_fps = len(pairs) / (time.perf_counter() - t0)
-        inner_frames = range(1, args.speed_frames - 1)
-        for search in ("patchmatch", "full", "flow"):
-            rates = []
-            for run in ("cold", "warm"):
-                # Cold: an empty cache of this search's own; warm: the same cache again.
-                cache = FlowCache(work / f"cache-speed-{w}-{search}")
-                transform = make_transform(work / f"s-{w}-{search}-{run}", seq, truth, device, args.flow, cache,
-                                           search=search)
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                _sync(device)
-                t0 = time.perf_counter()
-                for f in inner_frames:
-                    transform.apply(f, seq.frames[f])
-                _sync(device)
-                rates.append(len(inner_frames) / (time.perf_counter() - t0))
-            peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
-            print(f"{w:>5}x{h:<4} {search:>10} {flow_fps:>11.2f} {rates[0]:>22.2f} {rates[1]:>22.2f} {peak:>16.0f}")
+        for seq in speed_scenes(w, h, args.speed_frames):
+            n = len(seq.frames)
+            truth = {0: edit(seq.frames[0]), n - 1: edit(seq.frames[-1])}
+            pairs = [(to_tensor(a).to(device), to_tensor(b).to(device)) for a, b in zip(seq.frames, seq.frames[1:])]
+            flow_pair(*pairs[0], args.flow)  # warm-up
+            _sync(device)
+            t0 = time.perf_counter()
+            for a, b in pairs:
+                flow_pair(a, b, args.flow)
+            _sync(device)
+            flow_fps = len(pairs) / (time.perf_counter() - t0)
+            inner_frames = range(1, n - 1)
+            for search in ("patchmatch", "full", "flow"):
+                rates = []
+                for run in ("cold", "warm"):
+                    # Cold: an empty cache of this search's own; warm: the same cache again.
+                    cache = FlowCache(work / f"cache-speed-{w}-{seq.name}-{search}")
+                    transform = make_transform(work / f"s-{w}-{seq.name}-{search}-{run}", seq, truth, device,
+                                               args.flow, cache, search=search)
+                    if device.type == "cuda":
+                        torch.cuda.reset_peak_memory_stats()
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    for f in inner_frames:
+                        transform.apply(f, seq.frames[f])
+                    _sync(device)
+                    rates.append(len(inner_frames) / (time.perf_counter() - t0))
+                peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
+                print(f"{w:>5}x{h:<4} {seq.name:>7} {n:>6} {search:>10} {flow_fps:>11.2f} {rates[0]:>22.2f} "
+                      f"{rates[1]:>22.2f} {peak:>16.0f}")
 
 
 def _sync(device: torch.device) -> None:
@@ -500,7 +514,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller scenes, 960x540 speed only, 24 vs 240 frames")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    ap.add_argument("--flow", default="torch", choices=("torch", "dis"))
+    ap.add_argument("--flow", default="auto", choices=("auto", "torch", "dis"))
     ap.add_argument("--only", default="quality,controls,speed,memory")
     ap.add_argument("--speed-frames", type=int, default=6)
     ap.add_argument("--child-run", help=argparse.SUPPRESS)
@@ -510,6 +524,7 @@ def main() -> None:
         return
     torch.manual_seed(0)
     device = choose_device(args.device)
+    args.flow = resolve_flow_method(args.flow, device)
     print(f"# bench/propagation.py on {describe_device(device)}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, flow {args.flow}{', quick' if args.quick else ''}")
     sections = {"quality": quality, "controls": controls, "speed": speed, "memory": memory}

@@ -37,13 +37,15 @@ How a frame f between keyframes k0 < f < k1 is made
    3x3 patch of the frame's source (ACEScct) is searched for in each keyframe's source,
    starting from the flow, and the keyframe is warped from the best match; the match's
    patch difference stands in for the chain's visibility there. On ``bench/propagation.py``
-   (640x360 and 1024x436) this takes the margin over the plain flow-warp blend from
-   +2.5 to +5.6 dB (moving) and +1.5 to +4.2 dB (Sintel). The threshold trades against
+   (640x360 and 1024x436, torch flow) this takes the margin over the plain flow-warp blend
+   from +2.3 to +5.6 dB (moving) and +1.1 to +4.2 dB (Sintel), within 0.35 dB of searching
+   every pixel. The threshold trades against
    ``structure``: a patch found where the frame has detail of its own that no keyframe
    shows (rain, a second layer) makes the key source look like the frame, so less of that
    detail shows through; 0.999 gained another 0.3 dB but halved what structure 5 lets
    through in ``tests/test_propagate.py``. Searching every pixel (``patch_below`` = inf,
-   the job's ``"search": "full"``) costs more and matches look-alikes. Frames wider than
+   the job's ``"search": "full"``) costs more (1.6x the time on the benchmark's 960x540
+   real footage, 3x on its moving scene) and matches more look-alikes. Frames wider than
    ``PATCH_SIDE`` are searched at that width.
 
 There is no temporal guide (the previous *output* carried along the flow, as EbSynth
