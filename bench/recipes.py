@@ -6,7 +6,8 @@ after (bottom) on four frames, as PNGs to look at, with the time each run took.
 Never part of the test suite (the tests check the same recipes against known answers in
 ``tests/test_recipes.py``). The plates: ``retake demo``'s procedural HDR plate (camera
 move, no people) for camera_transfer, product_swap and relight; scikit-image's astronaut standing
-in a panning photograph for environment; a moving face for reframe.
+in a panning photograph for environment, and moving in it for motion_transfer's body mode
+and character; a moving face for reframe.
 """
 from __future__ import annotations
 
@@ -120,6 +121,45 @@ def main() -> None:
                         "transform": {"name": "environment", "image": still(out, "setting",
                                                                             working(photo("chelsea", (640, 360)))),
                                       "reference": 1001}}, out, n)
+
+    # A person who moves: the astronaut drifting right, turning 5 degrees and stepping back over
+    # the panning photograph. motion_transfer's body mode drives her own reference frame, with an
+    # emblem painted on, by her pose; character carries an ink-and-wash restyle of both ends
+    # under the locks.
+    moving = []
+    for i, back in enumerate(world.frames):
+        t = i / max(1, n - 1)
+        m = cv2.getRotationMatrix2D((320.0, 210.0), 5.0 * t, 1.0 - 0.08 * t)
+        m[0, 2] += 60.0 * t
+        a = cv2.warpAffine(matte, m, (640, 360), flags=cv2.INTER_LINEAR)[..., None]
+        body = cv2.warpAffine(standing, m, (640, 360), flags=cv2.INTER_LINEAR)
+        moving.append((back * (1 - a) + body * a + 0.5).astype(np.uint8))
+    actor = write_plate(out / "actor_plate", moving)
+    look = {"slope": [1.1, 0.95, 0.8], "saturation": 1.1}
+    first = demo.restyle(COLOUR.to_working(read_image(actor.replace("####", "1001"))[..., :3], "ACEScg"), COLOUR, look)
+    last = demo.restyle(COLOUR.to_working(read_image(actor.replace("####", str(1000 + n)))[..., :3], "ACEScg"),
+                        COLOUR, look)
+    # The body mode's target must be a person the pose detector finds (a restyle or a strong
+    # grade hides her from it): her reference frame with an emblem painted on her chest, which
+    # must ride on her torso as she moves.
+    from engine.analysis.frames import display_rgb8
+    from engine.analysis.pose import PoseEstimator
+
+    reference = COLOUR.to_working(read_image(actor.replace("####", "1001"))[..., :3], "ACEScg")
+    pose = PoseEstimator(max_people=1).people(display_rgb8(COLOUR, reference))[0].landmarks
+    shoulders = (pose[11, :2] + pose[12, :2]) / 2.0
+    chest = shoulders + np.array([0.0, 0.35 * float(np.linalg.norm(pose[11, :2] - pose[12, :2]))])
+    ys, xs = np.mgrid[0:360, 0:640] + 0.5
+    emblem = (np.hypot(xs - chest[0], ys - chest[1]) < 14.0).astype(np.float32)[..., None]
+    character = reference * (1 - emblem) + emblem * np.array([2.0, 0.6, 0.1], np.float32)
+    run("motion_body", {"plate": {"path": actor, "colorspace": "ACEScg", "fps": "24"},
+                        "transform": {"name": "motion_transfer", "mode": "body", "reference": 1001,
+                                      "target": still(out, "character", character.astype(np.float32))}}, out, n)
+    run("character", {"plate": {"path": actor, "colorspace": "ACEScg", "fps": "24"},
+                      "transform": {"name": "character"},
+                      "keyframes": [{"frame": 1001, "image": still(out, "key_first", first), "colorspace": "ACEScg"},
+                                    {"frame": 1000 + n, "image": still(out, "key_last", last), "colorspace": "ACEScg"}]},
+        out, n)
 
     back = scenes.background(640, 360, seed=5)
     xs = list(np.linspace(140, 500, n * 2 // 3)) + [500.0] * (n - n * 2 // 3)

@@ -606,12 +606,19 @@ class BodyDrive:
             self._bounds = local_range(self._code)
             self._mask = torch.from_numpy(mask).to(self.device)[None, None]
             # The ground behind the character: the target where it shows no one, a smooth fill
-            # where it shows the character; blended in only where the mask is nearly solid, so
-            # the soft edge of a still character stays the target's own.
+            # where it shows the character. The fill reads only ground clear of the character
+            # (the mask's soft edge, grown by 3 % of the body) and covers all of that edge: filled
+            # from the edge's own pixels, the ground a character walks away from kept a dark
+            # outline of where it stood.
+            import cv2
+
             code = self._code[0].permute(1, 2, 0).cpu().numpy()
-            ground = fill_behind(code, (mask < 0.5).astype(np.float32))
-            behind = np.clip((mask - 0.5) / 0.45, 0.0, 1.0)[..., None]
-            self._ground = self._tensor(code + behind * (ground - code))
+            grow = max(2, int(round(0.03 * body_size(character.landmarks))))
+            hole = cv2.dilate((mask > 0.05).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=grow)
+            ground = fill_behind(code, (hole == 0).astype(np.float32))
+            behind = np.maximum(cv2.GaussianBlur(hole.astype(np.float32), (0, 0), grow / 2.0),
+                                (mask > 0.05).astype(np.float32))[..., None]
+            self._ground = self._tensor(code + np.clip(behind, 0.0, 1.0) * (ground - code))
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device).permute(2, 0, 1)[None]
