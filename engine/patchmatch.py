@@ -44,7 +44,7 @@ class PatchMatchParams:
     random search (halved down to 1 px); jumps: the propagation steps of each round, px;
     median, outlier: a repaired offset more than ``outlier`` px from the median of its
     ``median`` x ``median`` neighbourhood takes that median (median 1: none; only matches the
-    search moved are checked); converged: a
+    search moved more than ``outlier`` px from the flow's are checked); converged: a
     patch cost (mean squared ACEScct difference) at which a pixel stops searching, about
     the noise of a clean plate (0.006 a channel)."""
 
@@ -179,13 +179,14 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
         best_cost = torch.where(moved, refined_cost, start_cost)
         out[b].reshape(2, -1)[:, flat] = best - grid
         cost_map[b, 0].reshape(-1)[flat] = best_cost
-        repaired[b, 0].reshape(-1)[flat] = moved
+        # A look-alike is a match that jumped away from the flow: only those are checked.
+        repaired[b, 0].reshape(-1)[flat] = moved & ((best - start).abs().amax(dim=0) > p.outlier)
     if p.median > 1:
         # A lone match far from its neighbours' is a look-alike, not the same surface: where
         # the source is plain, a patch also matches where the artist painted something else
         # (specks of a local effect strewn around it). Repairs that agree with their
         # neighbourhood survive the median; isolated ones take the neighbourhood's offset.
-        # Pixels that kept the flow's own match are not look-alikes and are not checked.
+        # Matches near the flow's own are not look-alikes and are not checked.
         out = _drop_outliers(out, repaired, p.median, p.outlier)
     return out, cost_map
 
