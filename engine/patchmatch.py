@@ -9,7 +9,8 @@ does that search (PatchMatch, Barnes et al. 2009) on the pixels a caller selects
 from the flow:
 
 * **guide**: the two source frames in a perceptual encoding (ACEScct), compared over
-  3x3 patches (mean squared difference per pixel and channel). There is no positional
+  3x3 patches: luma over the patch, chroma at its centre (``_planes``; mean squared
+  difference of the descriptors). There is no positional
   guide beyond starting from the flow: a cost for straying from the flow's match cost
   0.3-1 dB in ``bench/propagation.py`` (the flow is wrong exactly where this runs);
 * **propagation**: a pixel tries its neighbours' matches, with jumps of 8, 2 and 1 px
@@ -57,26 +58,58 @@ class PatchMatchParams:
     converged: float = 4e-5
 
 
-def patch_rows(guide: torch.Tensor, radius: int) -> torch.Tensor:
-    """(C, H, W) guide -> (H * W, C * (2r+1)^2): every pixel's patch as one row (edges replicated).
+# The patch descriptor of a colour guide: its luma over the whole patch and its chroma at the
+# centre pixel. Structure lives in luma; colour tells look-alikes apart, and one sample of it
+# does that. 11 numbers a pixel instead of 27: on bench/propagation.py within 0.05 dB of the
+# full colour patch, and the synthesis 1.15-1.3x faster on a CPU (the lookups are most of
+# PatchMatch's cost).
+# Luma weights: the Y row of AP1 (ACEScg's primaries), applied to ACEScct code values.
+_LUMA = (0.2722287, 0.6740818, 0.0536895)
+_CHROMA_WEIGHT = 3.0   # chroma differences are small beside luma's: weighed up to count
 
-    Rows, so that looking a candidate up reads one contiguous run of memory. A keyframe's
-    rows serve every frame that reaches it: the caller may make them once.
+
+def _planes(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(C, H, W) guide -> (the planes compared over the patch, the planes compared at its centre).
+
+    A 3-channel guide (ACEScct RGB) is compared as luma over the patch and chroma (R - Y,
+    G - Y: 0.05 dB better than R - Y, B - Y on the benchmark, blue being the noisiest) at the
+    centre; any other guide channel by channel over the whole patch."""
+    if guide.shape[0] != 3:
+        return guide, None
+    weights = torch.tensor(_LUMA, device=guide.device, dtype=guide.dtype).view(3, 1, 1)
+    luma = (guide * weights).sum(dim=0, keepdim=True)
+    return luma, _CHROMA_WEIGHT * (guide[0:2] - luma)
+
+
+def patch_rows(guide: torch.Tensor, radius: int) -> torch.Tensor:
+    """(C, H, W) guide -> (H * W, D): every pixel's patch descriptor as one row (edges replicated).
+
+    D = (2r+1)^2 + 2 for a 3-channel guide (``_planes``), C * (2r+1)^2 otherwise. Rows, so
+    that looking a candidate up reads one contiguous run of memory. A keyframe's rows serve
+    every frame that reaches it: the caller may make them once.
     """
-    padded = F.pad(guide[None], (radius,) * 4, mode="replicate")
-    return F.unfold(padded, 2 * radius + 1)[0].T.contiguous()
+    patch, centre = _planes(guide)
+    padded = F.pad(patch[None], (radius,) * 4, mode="replicate")
+    rows = F.unfold(padded, 2 * radius + 1)[0].T
+    if centre is not None:
+        rows = torch.cat([rows, centre.reshape(centre.shape[0], -1).T], dim=1)
+    return rows.contiguous()
 
 
 def _rows_at(guide: torch.Tensor, flat: torch.Tensor, radius: int) -> torch.Tensor:
-    """The rows ``patch_rows`` would give for the flat pixel indexes ``flat`` (N,) only: (N, C * (2r+1)^2)."""
-    C, H, W = guide.shape
-    padded = F.pad(guide[None], (radius,) * 4, mode="replicate")[0].reshape(C, -1)
+    """The rows ``patch_rows`` would give for the flat pixel indexes ``flat`` (N,) only: (N, D)."""
+    patch, centre = _planes(guide)
+    C, H, W = patch.shape
+    padded = F.pad(patch[None], (radius,) * 4, mode="replicate")[0].reshape(C, -1)
     Wp = W + 2 * radius
     d = torch.arange(2 * radius + 1, device=guide.device)
     offsets = (d[:, None] * Wp + d[None, :]).reshape(-1)              # (P,), row-major like unfold
     ys, xs = flat // W, flat % W
     index = (ys * Wp + xs)[:, None] + offsets[None]                   # (N, P)
-    return padded[:, index].permute(1, 0, 2).reshape(flat.numel(), -1)  # channel-major, like unfold
+    rows = padded[:, index].permute(1, 0, 2).reshape(flat.numel(), -1)  # channel-major, like unfold
+    if centre is not None:
+        rows = torch.cat([rows, centre.reshape(centre.shape[0], -1)[:, flat].T], dim=1)
+    return rows
 
 
 def _cost(target_rows: torch.Tensor, key_rows: torch.Tensor, cand: torch.Tensor, H: int, W: int) -> torch.Tensor:
