@@ -5,13 +5,14 @@ after (bottom) on four frames, as PNGs to look at, with the time each run took.
 
 Never part of the test suite (the tests check the same recipes against known answers in
 ``tests/test_recipes.py``). The plates: ``retake demo``'s procedural HDR plate (camera
-move, no people) for camera_transfer, product_swap and relight; scikit-image's astronaut standing
+move, no people) for camera_transfer, product_swap, vfx, a reframe campaign and relight; scikit-image's astronaut standing
 in a panning photograph for environment, and moving in it for motion_transfer's body mode
 and character; a moving face for reframe.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -100,6 +101,37 @@ def main() -> None:
                          "transform": {"name": "product_swap", "image": still(out, "product",
                                                                               working(photo("chelsea", (300, 200)))),
                                        "quad": [560, 400, 760, 400, 760, 500, 560, 500], "reference": 1001}}, out, n)
+
+    # vfx: a glowing mark painted on one keyframe (examples/make_assets.py's brush), its matte
+    # in the keyframe's alpha, carried with the scene.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("retake_example_assets",
+                                                  Path(__file__).resolve().parents[1] / "examples" / "make_assets.py")
+    assets = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(assets)  # type: ignore[union-attr]
+    middle = 1000 + (n + 1) // 2
+    mark = assets.glow_keyframe(COLOUR.to_working(read_image(plate.replace("####", str(middle)))[..., :3],
+                                                  "ACES2065-1"))
+    run("vfx", {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": {"name": "vfx"},
+                "keyframes": [{"frame": middle, "image": still(out, "glow", mark), "colorspace": "ACEScg"}]}, out, n)
+
+    # A global campaign: one take, four deliverables from one file (the extended 2.39:1 fills
+    # what the camera saw beyond the frame), with the campaign's own summary sheet.
+    from engine.campaign import load_jobs, run_campaign
+
+    campaign = out / "campaign.json"
+    campaign.write_text(json.dumps({
+        "version": 1, "plate": {"path": plate, "colorspace": "ACES2065-1"},
+        "transform": {"name": "reframe", "aspect": "9:16"},
+        "output": {"path": str(out / "campaign" / "{variant}" / "out.####.exr"), "resolution": "draft"},
+        "variants": [{"name": "vertical_9x16"}, {"name": "square_1x1", "transform": {"aspect": "1:1"}},
+                     {"name": "feed_4x5", "transform": {"aspect": "4:5"}},
+                     {"name": "scope_2.39", "transform": {"aspect": "2.39:1", "extend": "on"}}]}))
+    start = time.perf_counter()
+    results = run_campaign(load_jobs(campaign), sheet=str(out / "campaign.png"))
+    print(f"{'campaign':16s} {sum(len(r.rendered) for r in results):4d} frames {time.perf_counter() - start:7.1f} s "
+          f"(4 variants, analysis shared)  -> {out / 'campaign.png'}")
 
     run("relight", {"plate": {"path": plate, "colorspace": "ACES2065-1"},
                     "transform": {"name": "relight"},
