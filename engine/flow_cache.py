@@ -28,7 +28,7 @@ __all__ = ["FLOW_CACHE_VERSION", "FlowCache", "default_cache_root", "frame_diges
            "cached_flow_pair"]
 
 # Bump whenever the estimator's output for the same inputs changes.
-FLOW_CACHE_VERSION = "retake-flow-1"
+FLOW_CACHE_VERSION = "retake-flow-2"
 
 
 def default_cache_root() -> Path:
