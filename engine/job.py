@@ -78,9 +78,11 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # propagate, the keyframes' alpha (where the effect is) carried too and written as the
     # output's alpha (engine.transforms.propagate, MATTE_CARRYING).
     # search: "flow" by default: a painted element must move with the scene and never be
-    # copied onto a look-alike patch of plain ground, which PatchMatch would do.
+    # copied onto a look-alike patch of plain ground, which PatchMatch would do. flow: "torch"
+    # even on a CPU: DIS follows a moving shadow over still ground and drags part of the
+    # effect's matte along with it (tests/test_recipes.py), the torch estimator does not.
     "vfx": {
-        "flow": (FLOWS, "auto"),
+        "flow": (FLOWS, "torch"),
         "search": (SEARCHES, "flow"),
     },
     # A person restyled keeping their performance: propagate, with the faces, bodies and

@@ -500,6 +500,40 @@ def test_vfx_carries_the_effect_and_its_matte_with_the_scene(colour, tmp_path: P
     assert got[peak][0] > frames[4][peak][0] + 2.0   # the glow itself is there
 
 
+def test_vfx_matte_stays_on_the_ground_where_a_shadow_crosses(colour, tmp_path: Path) -> None:
+    """On the 24-frame demo plate the ball's shadow sweeps past the painted mark: DIS follows the
+    shadow and drags part of the matte off the ground with it, so vfx uses the torch flow by
+    default and the matte never strays (nothing above 0.1 beyond six brush radii of the mark)."""
+    from engine import demo
+    from engine.job import TRANSFORM_PARAMS
+
+    assert TRANSFORM_PARAMS["vfx"]["flow"][1] == "torch"
+    assets = example_assets()
+    plate = demo.write_demo_plate(tmp_path / "plate", 24, colour)
+    key = 1012
+    source = read_image(plate.replace("####", str(key)))[..., :3]
+    mark = assets.glow_keyframe(colour.convert(np.ascontiguousarray(source), "ACES2065-1", "ACEScg"))
+    write_exr(str(tmp_path / "glow.exr"), mark, chromaticities=AP1, aces_container=False)
+    stray = {}
+    for flow in ("dis", "default"):
+        transform = {"name": "vfx"} if flow == "default" else {"name": "vfx", "flow": flow}
+        spec = {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": transform,
+                "keyframes": [{"frame": key, "image": str(tmp_path / "glow.exr"), "colorspace": "ACEScg"}]}
+        worst = 0.0
+        for frame in render(spec, tmp_path, flow):
+            alpha = np.clip(frame[..., 3], 0.0, 1.0)
+            h, w = alpha.shape
+            ys, xs = np.mgrid[0:h, 0:w] + 0.5
+            core = alpha > 0.5
+            centre = np.array([xs[core].mean(), ys[core].mean()])
+            far = np.hypot(xs - centre[0], ys - centre[1]) > 6 * assets.GLOW_RADIUS * w
+            worst = max(worst, float(alpha[far].max()))
+        stray[flow] = worst
+    print("matte beyond six radii of the mark, worst frame:", stray)
+    assert stray["dis"] > 0.2, "DIS no longer follows the shadow: this test shows nothing"
+    assert stray["default"] < 0.1
+
+
 # --------------------------------------------------------------------------- relight
 
 def sphere_scene(size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
