@@ -39,8 +39,8 @@ on two scenes with keyframes at both ends: ``moving`` squeezed into 6 frames (th
 occluder crosses at about 130 px a frame: the harshest case for PatchMatch) and the 10
 real ``sintel`` frames resized to the size (real footage).
 
-``--flow auto`` (the jobs' default) is the torch estimator on a GPU and OpenCV DIS on
-the CPU; name ``torch`` or ``dis`` to measure one.
+``--flow`` as in a job: ``torch`` (the default), ``dis``, or ``auto`` (torch on a GPU,
+DIS on the CPU).
 
 Memory: peak resident memory of ``retake run`` (a child process, the real pipeline)
 on a 320x180 plate of 48 vs 480 frames with a keyframe every 8 frames (--quick: 24 vs 240).
@@ -514,7 +514,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller scenes, 960x540 speed only, 24 vs 240 frames")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    ap.add_argument("--flow", default="auto", choices=("auto", "torch", "dis"))
+    ap.add_argument("--flow", default="torch", choices=("auto", "torch", "dis"))
     ap.add_argument("--only", default="quality,controls,speed,memory")
     ap.add_argument("--speed-frames", type=int, default=6)
     ap.add_argument("--child-run", help=argparse.SUPPRESS)

@@ -616,10 +616,12 @@ class FlowPair:
 def resolve_flow_method(method: str, device: torch.device | str) -> str:
     """The estimator a job's ``flow`` names on ``device``: "torch" or "dis".
 
-    "auto" (the jobs' default) is the engine's torch estimator on a GPU and OpenCV's DIS on
-    the CPU: on two CPU cores DIS makes a 960x540 pair about 5x faster than the torch
-    estimator, for a propagation within 0.3 dB of it (``bench/propagation.py``). A farm that
-    mixes GPU and CPU workers should name one, so that every chunk uses the same flow.
+    "auto" is the engine's torch estimator on a GPU and OpenCV's DIS on the CPU: on two CPU
+    cores DIS makes a 960x540 pair about 5x faster than the torch estimator, for a
+    propagation within 0.3 dB of it on ``bench/propagation.py``, but it follows a moving
+    shadow over still ground (a brightness change read as motion), so a local paint lands
+    in the shadow; the jobs' default is therefore "torch" everywhere. A farm that mixes GPU
+    and CPU workers should not use "auto": every chunk must use the same flow.
     """
     if method == "auto":
         return "dis" if torch.device(device).type == "cpu" else "torch"

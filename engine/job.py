@@ -64,23 +64,23 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "interpolation": (INTERPOLATIONS, "smooth"),
     },
     # Keyframe images carried along the plate's optical flow (engine.transforms.propagate).
-    # flow: the estimator of the frame-to-frame flow ("torch": the engine's own, any device;
-    # "dis": OpenCV DIS on the CPU, the fast reference/fallback; "auto": torch on a GPU, dis
-    # on the CPU, engine.flow.resolve_flow_method). search: where the flow's
+    # flow: the estimator of the frame-to-frame flow ("torch", the default: the engine's own,
+    # any device; "dis": OpenCV DIS on the CPU, the fast reference/fallback, which follows a
+    # moving shadow over still ground (a local paint then lands in the shadow,
+    # tests/test_recipes.py); "auto": torch on a GPU, dis on the CPU,
+    # engine.flow.resolve_flow_method). search: where the flow's
     # match is not exact, "patchmatch" looks for each patch in the keyframe's source
     # (engine.patchmatch); "full" does so at every pixel (best, slowest); "flow" warps along
     # the flow alone (fastest, smears where it fails).
     "propagate": {
-        "flow": (FLOWS, "auto"),
+        "flow": (FLOWS, "torch"),
         "search": (SEARCHES, "patchmatch"),
     },
     # Keyframe-directed effects that stick to the scene (painted elements, glows, damage):
     # propagate, the keyframes' alpha (where the effect is) carried too and written as the
     # output's alpha (engine.transforms.propagate, MATTE_CARRYING).
     # search: "flow" by default: a painted element must move with the scene and never be
-    # copied onto a look-alike patch of plain ground, which PatchMatch would do. flow: "torch"
-    # even on a CPU: DIS follows a moving shadow over still ground and drags part of the
-    # effect's matte along with it (tests/test_recipes.py), the torch estimator does not.
+    # copied onto a look-alike patch of plain ground, which PatchMatch would do.
     "vfx": {
         "flow": (FLOWS, "torch"),
         "search": (SEARCHES, "flow"),
@@ -88,7 +88,7 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
     # A person restyled keeping their performance: propagate, with the faces, bodies and
     # poses locks on unless the job's ``locks`` says otherwise (DEFAULT_LOCKS).
     "character": {
-        "flow": (FLOWS, "auto"),
+        "flow": (FLOWS, "torch"),
         "search": (SEARCHES, "patchmatch"),
     },
     # The plate's camera move (background motion, engine.analysis.camera) given to
@@ -126,7 +126,7 @@ TRANSFORM_PARAMS: dict[str, dict[str, tuple[Any, Any]]] = {
         "target": (PATH, None),
         "reference": (FRAME, None),
         "mode": (("flow", "face", "body"), "flow"),
-        "flow": (FLOWS, "auto"),
+        "flow": (FLOWS, "torch"),
     },
     # A new light on the take: each keyframe's ``light`` (direction, intensity, colour,
     # softness), interpolated like a grade, added on a shading estimate of the plate

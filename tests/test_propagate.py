@@ -383,13 +383,17 @@ def test_large_frames_estimate_flow_at_a_bounded_size_and_keep_few_chain_states(
     assert make(tmp_path / "tight", frames, {0: truth[0]}, colour, cache).max_states == 10
 
 
-def test_the_default_flow_is_dis_on_the_cpu(tmp_path, colour, cache):
-    """A job that names no flow gets "auto": OpenCV DIS on this CPU-only context."""
+def test_the_default_flow_is_torch_and_auto_is_dis_on_the_cpu(tmp_path, colour, cache):
+    """A job that names no flow gets the torch estimator on any device; "auto" takes OpenCV DIS
+    on this CPU-only context."""
     frames, truth = translation_plate()
-    job = parse_job({"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
-                     "transform": {"name": "propagate"},
-                     "keyframes": [{"frame": 0, "image": write_key(tmp_path / "k.exr", truth[0]), "colorspace": "ACEScg"}]})
-    assert job.transform.params["flow"] == "auto"
+    spec = {"plate": {"path": str(tmp_path / "p.####.exr")}, "output": {"path": str(tmp_path / "o.####.exr")},
+            "transform": {"name": "propagate"},
+            "keyframes": [{"frame": 0, "image": write_key(tmp_path / "k.exr", truth[0]), "colorspace": "ACEScg"}]}
     context = TransformContext(colour=colour, plate=None, device="cpu", source=lambda f: frames[f],  # type: ignore[arg-type]
                                size=(W, H), frames=(0, N - 1))
-    assert PropagateTransform.from_job(job, context).flow_method == "dis"
+    job = parse_job(spec)
+    assert job.transform.params["flow"] == "torch"
+    assert PropagateTransform.from_job(job, context).flow_method == "torch"
+    auto = parse_job(dict(spec, transform={"name": "propagate", "flow": "auto"}))
+    assert PropagateTransform.from_job(auto, context).flow_method == "dis"

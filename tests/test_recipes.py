@@ -534,6 +534,45 @@ def test_vfx_matte_stays_on_the_ground_where_a_shadow_crosses(colour, tmp_path: 
     assert stray["default"] < 0.1
 
 
+def test_a_local_paint_stays_off_a_passing_shadow_with_the_default_flow(colour, tmp_path: Path) -> None:
+    """propagate, default search (PatchMatch), a glow painted on one keyframe of the 24-frame demo
+    plate, the rest of the keyframe the plate itself: everywhere beyond six brush radii of the
+    glow the result must stay the source. With DIS, whose flow follows the ball's moving shadow,
+    PatchMatch trusts the plain ground it lands on and a blob of the glow appears in the shadow;
+    with the default torch flow nothing moves there."""
+    from engine import demo
+
+    assets = example_assets()
+    plate = demo.write_demo_plate(tmp_path / "plate", 24, colour)
+    key = 1012
+
+    def source(frame: int) -> np.ndarray:
+        aces = read_image(plate.replace("####", str(frame)))[..., :3]
+        return colour.convert(np.ascontiguousarray(aces), "ACES2065-1", "ACEScg")
+
+    write_exr(str(tmp_path / "glow.exr"), assets.glow_keyframe(source(key))[..., :3].astype(np.float32),
+              chromaticities=AP1, aces_container=False)
+    changed = {}
+    for flow in ("dis", "default"):
+        transform = {"name": "propagate"} if flow == "default" else {"name": "propagate", "flow": flow}
+        spec = {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": transform,
+                "keyframes": [{"frame": key, "image": str(tmp_path / "glow.exr"), "colorspace": "ACEScg"}]}
+        worst = 0.0
+        for i, frame in enumerate(render(spec, tmp_path, flow)):
+            difference = np.abs(cct(colour, frame) - cct(colour, colour.convert(source(1001 + i), "ACEScg",
+                                                                                "ACES2065-1"))).max(axis=-1)
+            h, w = difference.shape
+            ys, xs = np.mgrid[0:h, 0:w] + 0.5
+            core = difference > 0.1
+            centre = np.array([np.median(xs[core]), np.median(ys[core])])
+            far = np.hypot(xs - centre[0], ys - centre[1]) > 6 * assets.GLOW_RADIUS * w
+            worst = max(worst, float((difference[far] > 0.05).mean()))
+        changed[flow] = worst
+    print("share of the frame beyond six radii of the glow that changed, worst frame:", changed)
+    assert changed["dis"] > 5e-4, "DIS no longer follows the shadow: this test shows nothing"
+    assert changed["default"] < 1e-5
+
+
 # --------------------------------------------------------------------------- relight
 
 def sphere_scene(size: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -73,7 +73,7 @@ class MotionTransferTransform(PropagateTransform):
         check_frame("reference", reference, context)
         keyed = replace(job, keyframes=(Keyframe(frame=reference, image=params["target"]),))
         check_keyframes(keyed, context.colour, context.size, context.device)
-        transform = cls(keyed, context, flow_method=params.get("flow", "auto"))
+        transform = cls(keyed, context, flow_method=params.get("flow", "torch"))
         transform.face = FaceDrive.from_context(transform, context, reference) if params.get("mode") == "face" else None
         if params.get("mode") == "body":
             from engine.transforms.body_drive import BodyDrive

@@ -44,7 +44,7 @@ _PAIRS_KEPT = 4   # pairwise flows kept in memory (sequential access needs 1-2)
 class PropagateTransform:
     """Keyframe propagation. ``apply`` works on (H, W, C) float32 ACEScg; alpha untouched."""
 
-    def __init__(self, job: Job, context: TransformContext, flow_method: str = "auto",
+    def __init__(self, job: Job, context: TransformContext, flow_method: str = "torch",
                  cache: FlowCache | None = None, search: str = "patchmatch") -> None:
         self.job = job
         self.context = context
@@ -81,7 +81,7 @@ class PropagateTransform:
     def from_job(cls, job: Job, context: TransformContext) -> "PropagateTransform":
         check_keyframes(job, context.colour, context.size, context.device)
         params = job.transform.params
-        return cls(job, context, flow_method=params.get("flow", "auto"), search=params.get("search", "patchmatch"))
+        return cls(job, context, flow_method=params.get("flow", "torch"), search=params.get("search", "patchmatch"))
 
     # -- reading -----------------------------------------------------------
 
