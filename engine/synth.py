@@ -38,7 +38,7 @@ How a frame f between keyframes k0 < f < k1 is made
    starting from the flow, and the keyframe is warped from the best match; the match's
    patch difference stands in for the chain's visibility there. On ``bench/propagation.py``
    (640x360 and 1024x436, torch flow) this takes the margin over the plain flow-warp blend
-   from +2.3 to +5.6 dB (moving) and +1.1 to +4.2 dB (Sintel), within 0.35 dB of searching
+   from +2.3 to +5.6 dB (moving) and +1.0 to +4.1 dB (Sintel), within 0.35 dB of searching
    every pixel. The threshold trades against
    ``structure``: a patch found where the frame has detail of its own that no keyframe
    shows (rain, a second layer) makes the key source look like the frame, so less of that
