@@ -500,73 +500,60 @@ def test_vfx_carries_the_effect_and_its_matte_with_the_scene(colour, tmp_path: P
     assert got[peak][0] > frames[4][peak][0] + 2.0   # the glow itself is there
 
 
-def test_vfx_matte_stays_on_the_ground_where_a_shadow_crosses(colour, tmp_path: Path) -> None:
-    """On the 24-frame demo plate the ball's shadow sweeps past the painted mark: DIS follows the
-    shadow and drags part of the matte off the ground with it, so vfx uses the torch flow by
-    default and the matte never strays (nothing above 0.1 beyond six brush radii of the mark)."""
+def glow_on_the_shadow_plate(name: str, colour: Colour, tmp_path: Path, matte: bool) -> dict[str, tuple]:
+    """The 24-frame demo plate, where the ball's shadow sweeps past examples/make_assets.py's glow
+    painted on frame 1012 (with its matte in alpha when ``matte``), rendered by transform ``name``
+    with DIS and with the default flow: {"dis" | "default": (output frames, source frames ACEScg)}."""
     from engine import demo
-    from engine.job import TRANSFORM_PARAMS
 
-    assert TRANSFORM_PARAMS["vfx"]["flow"][1] == "torch"
-    assets = example_assets()
     plate = demo.write_demo_plate(tmp_path / "plate", 24, colour)
+    sources = [colour.convert(np.ascontiguousarray(read_image(plate.replace("####", str(f)))[..., :3]),
+                              "ACES2065-1", "ACEScg") for f in range(1001, 1025)]
     key = 1012
-    source = read_image(plate.replace("####", str(key)))[..., :3]
-    mark = assets.glow_keyframe(colour.convert(np.ascontiguousarray(source), "ACES2065-1", "ACEScg"))
-    write_exr(str(tmp_path / "glow.exr"), mark, chromaticities=AP1, aces_container=False)
-    stray = {}
+    mark = example_assets().glow_keyframe(sources[key - 1001])
+    write_exr(str(tmp_path / "glow.exr"), (mark if matte else mark[..., :3]).astype(np.float32),
+              chromaticities=AP1, aces_container=False)
+    runs = {}
     for flow in ("dis", "default"):
-        transform = {"name": "vfx"} if flow == "default" else {"name": "vfx", "flow": flow}
+        transform = {"name": name} if flow == "default" else {"name": name, "flow": flow}
         spec = {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": transform,
                 "keyframes": [{"frame": key, "image": str(tmp_path / "glow.exr"), "colorspace": "ACEScg"}]}
-        worst = 0.0
-        for frame in render(spec, tmp_path, flow):
-            alpha = np.clip(frame[..., 3], 0.0, 1.0)
-            h, w = alpha.shape
-            ys, xs = np.mgrid[0:h, 0:w] + 0.5
-            core = alpha > 0.5
-            centre = np.array([xs[core].mean(), ys[core].mean()])
-            far = np.hypot(xs - centre[0], ys - centre[1]) > 6 * assets.GLOW_RADIUS * w
-            worst = max(worst, float(alpha[far].max()))
-        stray[flow] = worst
+        runs[flow] = (render(spec, tmp_path, flow), sources)
+    return runs
+
+
+def beyond_the_mark(core: np.ndarray) -> np.ndarray:
+    """(H, W) bool: farther than six brush radii from the middle of ``core`` (the painted mark)."""
+    h, w = core.shape
+    ys, xs = np.mgrid[0:h, 0:w] + 0.5
+    centre = np.array([np.median(xs[core]), np.median(ys[core])])
+    return np.hypot(xs - centre[0], ys - centre[1]) > 6 * example_assets().GLOW_RADIUS * w
+
+
+def test_vfx_matte_stays_on_the_ground_where_a_shadow_crosses(colour, tmp_path: Path) -> None:
+    """DIS follows the ball's moving shadow and drags part of the glow's matte off the ground with
+    it; with vfx's default (torch) flow nothing above 0.1 strays beyond six brush radii."""
+    stray = {}
+    for flow, (frames, _sources) in glow_on_the_shadow_plate("vfx", colour, tmp_path, matte=True).items():
+        alphas = [np.clip(frame[..., 3], 0.0, 1.0) for frame in frames]
+        stray[flow] = max(float(a[beyond_the_mark(a > 0.5)].max()) for a in alphas)
     print("matte beyond six radii of the mark, worst frame:", stray)
     assert stray["dis"] > 0.2, "DIS no longer follows the shadow: this test shows nothing"
     assert stray["default"] < 0.1
 
 
 def test_a_local_paint_stays_off_a_passing_shadow_with_the_default_flow(colour, tmp_path: Path) -> None:
-    """propagate, default search (PatchMatch), a glow painted on one keyframe of the 24-frame demo
-    plate, the rest of the keyframe the plate itself: everywhere beyond six brush radii of the
-    glow the result must stay the source. With DIS, whose flow follows the ball's moving shadow,
-    PatchMatch trusts the plain ground it lands on and a blob of the glow appears in the shadow;
-    with the default torch flow nothing moves there."""
-    from engine import demo
-
-    assets = example_assets()
-    plate = demo.write_demo_plate(tmp_path / "plate", 24, colour)
-    key = 1012
-
-    def source(frame: int) -> np.ndarray:
-        aces = read_image(plate.replace("####", str(frame)))[..., :3]
-        return colour.convert(np.ascontiguousarray(aces), "ACES2065-1", "ACEScg")
-
-    write_exr(str(tmp_path / "glow.exr"), assets.glow_keyframe(source(key))[..., :3].astype(np.float32),
-              chromaticities=AP1, aces_container=False)
+    """propagate, default search (PatchMatch), the glow painted on one keyframe that is otherwise
+    the plate itself: beyond six brush radii of the glow the result must stay the source. With
+    DIS, whose flow follows the ball's moving shadow, PatchMatch trusts the plain ground it lands
+    on and a blob of the glow appears in the shadow; with the default torch flow nothing moves."""
     changed = {}
-    for flow in ("dis", "default"):
-        transform = {"name": "propagate"} if flow == "default" else {"name": "propagate", "flow": flow}
-        spec = {"plate": {"path": plate, "colorspace": "ACES2065-1"}, "transform": transform,
-                "keyframes": [{"frame": key, "image": str(tmp_path / "glow.exr"), "colorspace": "ACEScg"}]}
+    for flow, (frames, sources) in glow_on_the_shadow_plate("propagate", colour, tmp_path, matte=False).items():
         worst = 0.0
-        for i, frame in enumerate(render(spec, tmp_path, flow)):
-            difference = np.abs(cct(colour, frame) - cct(colour, colour.convert(source(1001 + i), "ACEScg",
-                                                                                "ACES2065-1"))).max(axis=-1)
-            h, w = difference.shape
-            ys, xs = np.mgrid[0:h, 0:w] + 0.5
-            core = difference > 0.1
-            centre = np.array([np.median(xs[core]), np.median(ys[core])])
-            far = np.hypot(xs - centre[0], ys - centre[1]) > 6 * assets.GLOW_RADIUS * w
-            worst = max(worst, float((difference[far] > 0.05).mean()))
+        for frame, source in zip(frames, sources):
+            difference = np.abs(cct(colour, frame) - cct(colour, colour.convert(source, "ACEScg", "ACES2065-1")))
+            difference = difference.max(axis=-1)
+            worst = max(worst, float((difference[beyond_the_mark(difference > 0.1)] > 0.05).mean()))
         changed[flow] = worst
     print("share of the frame beyond six radii of the glow that changed, worst frame:", changed)
     assert changed["dis"] > 5e-4, "DIS no longer follows the shadow: this test shows nothing"
