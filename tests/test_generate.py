@@ -377,20 +377,27 @@ def test_restore_highlights_changes_nothing_below_display_white() -> None:
 
 # --- the tiny diffusion model ---------------------------------------------------------------------
 
-@needs_diffusers
-def test_the_full_path_runs_on_cpu_offline_in_seconds(tiny_model: dict[str, str],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import diffusers
-
+def record_loads(monkeypatch: pytest.MonkeyPatch, owner: Any) -> list[tuple[Any, str | None]]:
+    """Each ``owner.from_pretrained`` call's (local_files_only, HF_HUB_OFFLINE at that moment),
+    with HF_HUB_OFFLINE unset beforehand: the backend itself must make the load offline."""
     loads: list[tuple[Any, str | None]] = []
-    original = diffusers.AutoPipelineForImage2Image.from_pretrained
+    original = owner.from_pretrained
 
     def recording_load(*args: Any, **kwargs: Any) -> Any:
         loads.append((kwargs.get("local_files_only"), os.environ.get("HF_HUB_OFFLINE")))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(diffusers.AutoPipelineForImage2Image, "from_pretrained", recording_load)
+    monkeypatch.setattr(owner, "from_pretrained", recording_load)
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    return loads
+
+
+@needs_diffusers
+def test_the_full_path_runs_on_cpu_offline_in_seconds(tiny_model: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import diffusers
+
+    loads = record_loads(monkeypatch, diffusers.AutoPipelineForImage2Image)
     started = time.perf_counter()
     generator = _tiny(tiny_model)
     out = generator.generate(GenerateRequest(source=_scene(), prompt="a purple sky over the mountains", seed=1))

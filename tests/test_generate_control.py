@@ -30,6 +30,7 @@ from engine.generate.diffusers_backend import CONTROL_ENV, CONTROLNET_ENV, DEPTH
     _files_stamp, strength_for_structure
 from tests.test_generate import (  # noqa: F401 - fixtures
     _NETWORK_ATTEMPTS,
+    record_loads,
     SIZE,
     STEPS,
     _IdentityPipe,
@@ -340,15 +341,7 @@ def test_the_depth_path_runs_on_cpu_offline_in_seconds(tiny_model: dict[str, str
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import transformers
 
-    loads: list[tuple[Any, str | None]] = []
-    original = transformers.AutoModelForDepthEstimation.from_pretrained
-
-    def recording_load(*args: Any, **kwargs: Any) -> Any:
-        loads.append((kwargs.get("local_files_only"), os.environ.get("HF_HUB_OFFLINE")))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoModelForDepthEstimation, "from_pretrained", recording_load)
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    loads = record_loads(monkeypatch, transformers.AutoModelForDepthEstimation)
     started = time.perf_counter()
     generator = get_generator("diffusers", model=tiny_model["model"], controlnet=tiny_model["controlnet"],
                               control="depth", depth_model=tiny_depth["model"], device="cpu", steps=STEPS,
