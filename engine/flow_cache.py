@@ -5,8 +5,9 @@ the two frames, the method and its parameters: a re-run, a slider change or a
 draft-to-final step reuses it. Keys are content hashes, never file names or frame
 numbers, so a re-rendered plate (new pixels) can never hit a stale entry.
 
-Layout: ``<root>/<key[:2]>/<key>.npz`` (compressed; flows as float16, masks as packed
-bits). Writes are atomic (temporary file in the same folder, then ``os.replace``), so a
+Layout: ``<root>/<key[:2]>/<key>.npz``: flows as float16 split into a plane of low bytes
+(stored) and one of high bytes (deflated), masks as packed bits; entries of the earlier
+layout (each flow one float16 array) are still read. Writes are atomic (temporary file in the same folder, then ``os.replace``), so a
 crash leaves either the old entry, the new one or none; a corrupt or unreadable entry is
 a miss and is removed, never a crash.
 """
@@ -55,6 +56,26 @@ def flow_key(digest_a: str, digest_b: str, method: str, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _half_planes(name: str, flow: torch.Tensor) -> dict[str, np.ndarray]:
+    """A flow as float16, its bytes split into a plane of low and one of high bytes (uint8)."""
+    # float16 keeps ~1/1000 px precision for flows below 64 px, 1/32 px up to 2048.
+    half = np.ascontiguousarray(flow.detach().to("cpu", torch.float32).numpy().astype("<f2"))
+    pairs = half.view(np.uint8).reshape(-1, 2)
+    return {f"{name}_low": np.ascontiguousarray(pairs[:, 0]), f"{name}_high": np.ascontiguousarray(pairs[:, 1]),
+            f"{name}_shape": np.array(half.shape, dtype=np.int64)}
+
+
+def _read_half(z: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    """The float32 flow ``_half_planes`` stored as ``name`` (or an entry of the earlier layout, one float16 array)."""
+    if name in z.files:
+        return z[name].astype(np.float32)
+    shape = tuple(int(s) for s in z[f"{name}_shape"])
+    low, high = z[f"{name}_low"], z[f"{name}_high"]
+    if low.shape != high.shape or low.size != int(np.prod(shape)):
+        raise ValueError(f"{name}: byte planes do not match its shape")
+    return np.stack([low, high], axis=1).view("<f2").reshape(shape).astype(np.float32)
+
+
 class FlowCache:
     """Flow pairs on disk under ``root`` (default: default_cache_root())."""
 
@@ -78,8 +99,7 @@ class FlowCache:
             with np.load(p, allow_pickle=False) as z:
                 shape = tuple(int(s) for s in z["mask_shape"])
                 n = int(np.prod(shape))
-                fwd = torch.from_numpy(z["forward"].astype(np.float32))
-                bwd = torch.from_numpy(z["backward"].astype(np.float32))
+                fwd, bwd = (torch.from_numpy(_read_half(z, name)) for name in ("forward", "backward"))
                 of = np.unpackbits(z["occlusion_forward"])[:n].reshape(shape).astype(bool)
                 ob = np.unpackbits(z["occlusion_backward"])[:n].reshape(shape).astype(bool)
             if fwd.shape != bwd.shape or fwd.dim() != 4 or fwd.shape[1] != 2 or \
@@ -99,18 +119,26 @@ class FlowCache:
         p.parent.mkdir(parents=True, exist_ok=True)
         of = pair.occlusion_forward.detach().to("cpu").numpy().astype(bool)
         ob = pair.occlusion_backward.detach().to("cpu").numpy().astype(bool)
+        arrays: dict[str, np.ndarray] = {}
+        for name, flow in (("forward", pair.forward), ("backward", pair.backward)):
+            arrays.update(_half_planes(name, flow))
+        arrays.update({
+            "occlusion_forward": np.packbits(of.ravel()),
+            "occlusion_backward": np.packbits(ob.ravel()),
+            "mask_shape": np.array(of.shape, dtype=np.int64),
+        })
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                # float16 keeps ~1/1000 px precision for flows below 64 px, 1/32 px up to 2048.
-                np.savez_compressed(
-                    fh,
-                    forward=pair.forward.detach().to("cpu", torch.float32).numpy().astype(np.float16),
-                    backward=pair.backward.detach().to("cpu", torch.float32).numpy().astype(np.float16),
-                    occlusion_forward=np.packbits(of.ravel()),
-                    occlusion_backward=np.packbits(ob.ravel()),
-                    mask_shape=np.array(of.shape, dtype=np.int64),
-                )
+                # An ordinary .npz that np.load reads. Only the flows' high bytes are deflated
+                # (level 1): the low bytes are mantissa noise that deflate cannot shrink, and
+                # np.savez_compressed deflating everything at level 6 took 0.13 s a 960x540
+                # pair, a tenth of a cold frame on two cores; this takes 0.02 s, 14 % smaller.
+                with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+                    for name, array in arrays.items():
+                        member = zipfile.ZipInfo(f"{name}.npy") if name.endswith("_low") else f"{name}.npy"
+                        with zf.open(member, "w", force_zip64=True) as out:
+                            np.lib.format.write_array(out, array, allow_pickle=False)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, p)

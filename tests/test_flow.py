@@ -214,6 +214,31 @@ def test_cache_miss_hit_and_corrupt(tmp_path, monkeypatch):
     assert cache.get("ab" * 32) is None
 
 
+def test_cache_gives_back_the_float16_flows_exactly_and_reads_the_earlier_layout(tmp_path):
+    a, b, _ = affine_pair(40, 56, [[1, 0], [0, 1]], (2.25, -1.0), seed=3)
+    pair = flow_pair(a, b)
+    pair.forward[0, 0, 0, 0] = -1234.5                    # a sign and a large value in the planes
+    cache = FlowCache(tmp_path)
+    back = cache.get(str(cache.put("cd" * 32, pair).stem))
+    assert back is not None
+    assert torch.equal(back.forward, pair.forward.half().float())
+    assert torch.equal(back.backward, pair.backward.half().float())
+    assert torch.equal(back.occlusion_forward, pair.occlusion_forward)
+    assert torch.equal(back.occlusion_backward, pair.occlusion_backward)
+
+    # An entry written before the flows were split into byte planes: one float16 array each.
+    old = cache.path("ef" * 32)
+    old.parent.mkdir(parents=True, exist_ok=True)
+    with open(old, "wb") as fh:
+        np.savez_compressed(fh, forward=pair.forward.numpy().astype(np.float16),
+                            backward=pair.backward.numpy().astype(np.float16),
+                            occlusion_forward=np.packbits(pair.occlusion_forward.numpy().ravel()),
+                            occlusion_backward=np.packbits(pair.occlusion_backward.numpy().ravel()),
+                            mask_shape=np.array(pair.occlusion_forward.shape, dtype=np.int64))
+    earlier = cache.get("ef" * 32)
+    assert earlier is not None and torch.equal(earlier.forward, back.forward)
+    assert torch.equal(earlier.occlusion_backward, back.occlusion_backward)
+
 def test_cache_root_from_environment(monkeypatch, tmp_path):
     from engine.flow_cache import default_cache_root
 
@@ -258,6 +283,21 @@ def test_median3_network_matches_sort_median():
     ref = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).view(2, 2, 9, -1).median(2).values
     assert torch.equal(median_filter(x, 3), ref.view(2, 2, 17, 23))
 
+
+@pytest.mark.parametrize("size", [(6, 8), (10, 4), (34, 46)])
+def test_sweeps_on_quarters_equal_the_checkerboard_sweeps_bit_for_bit(size):
+    from engine.flow import _checkerboard, _sweep_checkerboard, _sweep_quarters
+
+    torch.manual_seed(5)
+    h, w = size
+    wx, wy = torch.randn(2, 1, h, w), torch.randn(2, 1, h, w)
+    coefficients = tuple(torch.rand(2, 1, h, w) for _ in range(5))
+    red, black = _checkerboard(h, w, wx.device, wx.dtype)
+    ref_x, ref_y = wx.clone(), wy.clone()
+    _sweep_checkerboard(ref_x, ref_y, coefficients, (1.6 * red, 1.6 * black), 3)
+    _sweep_quarters(wx, wy, coefficients, 1.6, 3)
+    assert torch.equal(wx, ref_x) and torch.equal(wy, ref_y)
+    assert not torch.equal(ref_x, torch.zeros_like(ref_x))
 
 def test_flow_pair_batch_equals_separate_calls_and_defaults_match_cache_key():
     from engine.flow import TORCH_FLOW_DEFAULTS
