@@ -75,7 +75,7 @@ from engine.io.aces_exr import write_exr  # noqa: E402
 from engine.io.header import AP1  # noqa: E402
 from engine.io.plates import open_plate  # noqa: E402
 from engine.job import parse_job  # noqa: E402
-from engine.synth import gaussian_blur  # noqa: E402
+from engine.filters import gaussian_blur  # noqa: E402
 from engine.transforms import TransformContext  # noqa: E402
 from engine.transforms.propagate import PropagateTransform  # noqa: E402
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_encode
+from engine.filters import gaussian_blur
 
 __all__ = [
     "resolve_flow_method",
@@ -241,19 +242,6 @@ def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     p = F.pad(x, (0, 0, 2, 2), mode="replicate")
     gy = (p[..., 3:-1, :] - p[..., 1:-3, :]).mul_(8.0).add_(p[..., :-4, :]).sub_(p[..., 4:, :]).mul_(1.0 / 12.0)
     return gx, gy
-
-
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    r = max(1, int(math.ceil(2.5 * sigma)))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-0.5 * (t / sigma) ** 2)
-    return g / g.sum()
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W), replicate padding."""
-    g = _gaussian_kernel(sigma)
-    return _conv_same(_conv_same(x, g.view(1, -1)), g.view(-1, 1))
 
 
 def _med3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -523,7 +511,7 @@ def _estimate_normalised(ia: torch.Tensor, ib: torch.Tensor, *, levels: int | No
     L = max(1, int(L))
     finest = min(max(0, int(finest_level)), L - 1)
     # A light pre-blur makes the derivatives of noisy or aliased plates meaningful.
-    ia, ib = _blur(ia, 0.7), _blur(ib, 0.7)
+    ia, ib = gaussian_blur(ia, 0.7, truncate=2.5), gaussian_blur(ib, 0.7, truncate=2.5)
     # Pad to a multiple of 2^(L-1) so every level is exactly half the next: the flow then
     # upsamples by an exact factor 2 with no sub-pixel drift between levels.
     m = 2 ** (L - 1)

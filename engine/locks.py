@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_decode, acescct_encode
-from engine.synth import gaussian_blur, normalised_conv
+from engine.filters import gaussian_blur
+from engine.synth import normalised_conv
 
 __all__ = ["structure_lock", "silhouette_lock", "face_regions", "limb_regions", "POSE_BONES",
            "FACE_DETAIL", "POSE_DETAIL"]

@@ -83,10 +83,11 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoding import acescct_decode, acescct_encode
+from engine.filters import gaussian_blur
 from engine.flow import forward_backward, local_range, warp, warp_sharp
 from engine.patchmatch import PatchMatchParams, patch_rows, patchmatch_repair
 
-__all__ = ["SynthParams", "ChainState", "gaussian_blur", "compose_flow", "compose_visibility",
+__all__ = ["SynthParams", "ChainState", "compose_flow", "compose_visibility",
            "chain_step", "identity_chain", "visibility_from_flows", "direction_estimate", "blend", "normalised_conv",
            "synthesise", "Direction", "key_code", "key_patch_rows", "PATCH_SIDE"]
 
@@ -135,31 +136,6 @@ class SynthParams:
             edit_sigma=max(1.0, 0.015 * side),
             fallback_sigma=max(2.0, 0.05 * side),
         )
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W), replicate padding; sigma <= 0.05 returns x."""
-    if sigma <= 0.05:
-        return x
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    H, W = x.shape[-2:]
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).to(x.dtype)
-    C = x.shape[1]
-    ry, rx = min(radius, H - 1), min(radius, W - 1)
-    out = x
-    if rx > 0:
-        kx = k[radius - rx: radius + rx + 1]
-        kx = kx / kx.sum()
-        out = F.conv2d(F.pad(out, (rx, rx, 0, 0), mode="replicate"), kx.view(1, 1, 1, -1).expand(C, 1, 1, -1),
-                       groups=C)
-    if ry > 0:
-        ky = k[radius - ry: radius + ry + 1]
-        ky = ky / ky.sum()
-        out = F.conv2d(F.pad(out, (0, 0, ry, ry), mode="replicate"), ky.view(1, 1, -1, 1).expand(C, 1, -1, 1),
-                       groups=C)
-    return out
 
 
 def compose_flow(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ from engine.colour import Colour
 from engine.encoding import acescct_encode
 from engine.job import Locks, parse_job
 from engine.locks import face_regions, limb_regions, silhouette_lock, structure_lock
-from engine.synth import gaussian_blur
+from engine.filters import gaussian_blur
 from tests import analysis_scenes as scenes
 
 H, W = 96, 128

@@ -249,7 +249,7 @@ def test_structure_slider_has_a_monotone_effect(tmp_path, colour, cache):
 
     def highpass(a):
         t = torch.from_numpy(a).permute(2, 0, 1)[None]
-        from engine.synth import gaussian_blur
+        from engine.filters import gaussian_blur
         return (t - gaussian_blur(t, 2.0))[0].permute(1, 2, 0).numpy()
 
     def followed(a, b):

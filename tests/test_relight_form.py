@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from engine.colour import Colour
 from engine.errors import JobError
 from engine.job import Job, Light, parse_job
-from engine.synth import gaussian_blur
+from engine.filters import gaussian_blur
 from engine.transforms import TransformContext, build_transform
 from engine.transforms.relight import (LUMA, RelightTransform, add_light, inflate, light_vector, mask_normals,
                                        shading_estimate)

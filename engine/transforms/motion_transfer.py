@@ -50,7 +50,7 @@ import torch
 from engine.encoding import acescct_decode, acescct_encode
 from engine.flow import warp_sharp
 from engine.job import Job, Keyframe
-from engine.synth import gaussian_blur
+from engine.filters import gaussian_blur
 from engine.transforms import TransformContext
 from engine.transforms.homography import check_frame
 from engine.transforms.propagate import PropagateTransform

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from engine.colour import Colour
 from engine.errors import JobError
 from engine.job import Job, Light
-from engine.synth import gaussian_blur
+from engine.filters import gaussian_blur
 from engine.transforms.grade import hermite, monotone_tangents
 # Masks are made on frames at most this long, as the trackers' (the model itself sees 256 px).
 from engine.transforms.homography import ANALYSIS_SIDE as MASK_SIDE
