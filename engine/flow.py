@@ -185,7 +185,8 @@ def warp_sharp(image: torch.Tensor, flow: torch.Tensor,
     frequencies), so an edit's fine detail carried along the flow goes soft; bicubic
     keeps it (measured in ``bench/propagation.py``: about +1 dB on a carried restyle).
     Bicubic can ring past the values around it, so each sample is clamped to the
-    min/max of the 3x3 pixels around where it lands: no new extremes, no dark halo
+    min/max of the 3x3 pixels around the pixel nearest to where it lands (they hold
+    the four pixels around the sample): no new extremes, no dark halo
     pushed below black. ``bounds``: ``local_range(image)`` when the caller keeps it (a
     keyframe warped to many frames). Same shapes as ``warp``; use it on perceptually
     encoded images. ``origin`` (x, y): the flow covers only the region of the output
@@ -200,8 +201,10 @@ def warp_sharp(image: torch.Tensor, flow: torch.Tensor,
                          "do not match")
     lo, hi = bounds if bounds is not None else local_range(image)
     sharp = _sample(image, flow, "border", mode="bicubic", origin=(x0, y0))
-    # One bilinear pass for both bounds: they are sampled where the bicubic sample lands.
-    ranged = _sample(torch.cat([lo, hi], dim=1), flow, "border", origin=(x0, y0))
+    # One pass for both bounds, at the pixel nearest to where the bicubic sample lands: its
+    # 3x3 range holds the four pixels around the sample. Nearest is 3x cheaper than bilinear
+    # on a CPU, and bench/propagation.py scores the same (+0.02 dB moving, 0 Sintel).
+    ranged = _sample(torch.cat([lo, hi], dim=1), flow, "border", mode="nearest", origin=(x0, y0))
     c = image.shape[1]
     return torch.minimum(torch.maximum(sharp, ranged[:, :c]), ranged[:, c:])
 
