@@ -71,6 +71,7 @@ from engine.colour import Colour  # noqa: E402
 from engine.device import choose_device, describe_device  # noqa: E402
 from engine.flow import flow_pair, resolve_flow_method, warp  # noqa: E402
 from engine.flow_cache import FlowCache  # noqa: E402
+from engine.heap import keep_freed_memory  # noqa: E402
 from engine.io.aces_exr import write_exr  # noqa: E402
 from engine.io.header import AP1  # noqa: E402
 from engine.io.plates import open_plate  # noqa: E402
@@ -458,7 +459,8 @@ def memory(args: argparse.Namespace, device: torch.device, work: Path) -> None:
         job_path = write_memory_job(folder, count, args.flow)
         t0 = time.perf_counter()
         result = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-run", str(job_path),
-                                 "--device", args.device], capture_output=True, text=True)
+                                 "--device", args.device] + (["--default-malloc"] if args.default_malloc else []),
+                                capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(f"retake run failed on {job_path}:\n{result.stderr}")
         rss = float(result.stdout.strip().splitlines()[-1])
@@ -517,8 +519,12 @@ def main() -> None:
     ap.add_argument("--flow", default="torch", choices=("auto", "torch", "dis"))
     ap.add_argument("--only", default="quality,controls,speed,memory")
     ap.add_argument("--speed-frames", type=int, default=6)
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (retake run tells it to keep freed memory: engine.heap)")
     ap.add_argument("--child-run", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    # As ``retake run`` does (engine.cli), so the figures are the command's.
+    kept = False if args.default_malloc else keep_freed_memory()
     if args.child_run:
         child_run(args.child_run, args.device)
         return
@@ -526,7 +532,8 @@ def main() -> None:
     device = choose_device(args.device)
     args.flow = resolve_flow_method(args.flow, device)
     print(f"# bench/propagation.py on {describe_device(device)}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, flow {args.flow}{', quick' if args.quick else ''}")
+          f"{torch.get_num_threads()} CPU threads, flow {args.flow}{', quick' if args.quick else ''}, "
+          f"malloc {'keeps freed memory' if kept else 'as the C library has it'}")
     sections = {"quality": quality, "controls": controls, "speed": speed, "memory": memory}
     with tempfile.TemporaryDirectory(prefix="retake-bench-") as tmp:
         for name in args.only.split(","):

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from engine import __version__
 from engine.errors import InputError, RetakeError
+from engine.heap import keep_freed_memory
 
 
 def _parse_frames(text: str) -> tuple[int, int]:
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # This is the engine's own process (the panels launch it too): malloc may keep memory.
+    keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
