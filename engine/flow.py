@@ -63,7 +63,9 @@ TORCH_FLOW_DEFAULTS: dict[str, float | int | None] = {
     "warps": 2,            # re-linearisations on the finest solved level
     "iterations": 8,       # red-black SOR sweeps per warp on the finest solved level
     "coarse_warps": 3,     # re-linearisations per coarser level (cheap: 1/4 the pixels each)
-    "coarse_iterations": 20,  # SOR sweeps per warp on the coarser levels
+    # SOR sweeps per warp on the coarser levels. 12 instead of 20: the flow 1.15x faster at
+    # 960x540, end-point error up 1 % (bench/flow.py), propagation unchanged (+-0.01 dB).
+    "coarse_iterations": 12,
     "smoothness": 0.004,   # weight of the smoothness term (intensities normalised to ~[0, 1])
     "gradient_weight": 1.0,  # weight of gradient constancy relative to brightness constancy
     "median": 3,           # median filter size applied to the flow after each warp (0: none)
@@ -555,7 +557,7 @@ def _estimate_defaults() -> dict:
 def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None,
                   warps: int = 2, iterations: int = 8, smoothness: float = 0.004,
                   gradient_weight: float = 1.0, median: int = 3, charbonnier: float = 0.01,
-                  encoded: bool = False, finest_level: int = 0, coarse_iterations: int | None = 20,
+                  encoded: bool = False, finest_level: int = 0, coarse_iterations: int | None = 12,
                   coarse_warps: int | None = 3, reweight: int = 4, omega: float = 1.6,
                   fusion_width: int = 160) -> torch.Tensor:
     """Dense optical flow from frame a to frame b, coarse to fine, weights-free.
