@@ -82,18 +82,24 @@ def _planes(guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def patch_rows(guide: torch.Tensor, radius: int) -> torch.Tensor:
-    """(C, H, W) guide -> (H * W, D): every pixel's patch descriptor as one row (edges replicated).
+    """(C, H, W) guide -> ((H + 2) * (W + 2), D): every pixel's patch descriptor as one row.
 
-    D = (2r+1)^2 + 2 for a 3-channel guide (``_planes``), C * (2r+1)^2 otherwise. Rows, so
-    that looking a candidate up reads one contiguous run of memory. A keyframe's rows serve
-    every frame that reaches it: the caller may make them once.
+    D = (2r+1)^2 + 2 for a 3-channel guide (``_planes``), C * (2r+1)^2 otherwise; patches
+    replicate the frame's edge. Rows, so that looking a candidate up reads one contiguous
+    run of memory. The rows lie on the frame grown by one pixel each side, and that ring's
+    rows are +inf: a candidate outside the frame is clamped onto the ring and its cost
+    comes out +inf, with no test of its own (``_cost``). A keyframe's rows serve every
+    frame that reaches it: the caller may make them once.
     """
     patch, centre = _planes(guide)
+    H, W = patch.shape[-2:]
     padded = F.pad(patch[None], (radius,) * 4, mode="replicate")
     rows = F.unfold(padded, 2 * radius + 1)[0].T
     if centre is not None:
         rows = torch.cat([rows, centre.reshape(centre.shape[0], -1).T], dim=1)
-    return rows.contiguous()
+    table = torch.full((H + 2, W + 2, rows.shape[1]), float("inf"), device=guide.device, dtype=rows.dtype)
+    table[1:-1, 1:-1] = rows.view(H, W, -1)
+    return table.view(-1, rows.shape[1])
 
 
 def _rows_at(guide: torch.Tensor, flat: torch.Tensor, radius: int) -> torch.Tensor:
@@ -118,31 +124,50 @@ def _index_dtype(H: int, W: int) -> torch.dtype:
     return torch.int32 if H * W < 2 ** 31 else torch.int64
 
 
-def _cost(target_rows: torch.Tensor, key_rows: torch.Tensor, cand: torch.Tensor, H: int, W: int) -> torch.Tensor:
-    """Mean squared difference (N,) of each selected pixel's patch and the key's patch at ``cand`` (2, N) (x, y)."""
-    index = _index_dtype(H, W)
-    cx = cand[0].round().clamp(0, W - 1).to(index)
-    cy = cand[1].round().clamp(0, H - 1).to(index)
-    data = key_rows.index_select(0, cy * W + cx).sub_(target_rows).square_().mean(dim=1)
-    # Positions outside the keyframe were clamped to its edge for the lookup: make them lose.
-    outside = (cand[0] < -0.5) | (cand[0] > W - 0.5) | (cand[1] < -0.5) | (cand[1] > H - 0.5)
-    return data.masked_fill_(outside, float("inf"))
+@dataclass(frozen=True)
+class _KeyTable:
+    """A keyframe's ``patch_rows`` and what looking them up needs."""
+
+    rows: torch.Tensor     # ((H + 2) * (W + 2), D), the ring +inf
+    near: torch.Tensor     # (2, 1) float: (-1, -1), the ring's near side
+    far: torch.Tensor      # (2, 1) float: (W, H), its far side
+    W: int
+    index: torch.dtype
+
+    @classmethod
+    def of(cls, rows: torch.Tensor, H: int, W: int) -> "_KeyTable":
+        if rows.dim() != 2 or rows.shape[0] != (H + 2) * (W + 2):
+            raise ValueError(f"patchmatch_repair: key_rows {tuple(rows.shape)} are not patch_rows of a "
+                             f"{W}x{H} key")
+        near = torch.full((2, 1), -1.0, device=rows.device)
+        far = torch.tensor([[float(W)], [float(H)]], device=rows.device)
+        return cls(rows, near, far, W, _index_dtype(H + 2, W + 2))
 
 
-def _subpixel(target_rows: torch.Tensor, key_rows: torch.Tensor, best: torch.Tensor, best_cost: torch.Tensor,
-              H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _cost(target_rows: torch.Tensor, key: _KeyTable, cand: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference (N,) of each selected pixel's patch and the key's patch at ``cand`` (2, N) (x, y).
+
+    A candidate counts where it rounds to a pixel of the key; anywhere else it is clamped
+    onto the +inf ring around it and costs +inf, so it loses to any match inside."""
+    at = cand.round().clamp_(min=key.near, max=key.far).to(key.index)
+    index = at[1].mul(key.W + 2).add_(at[0]).add_(key.W + 3)       # (y + 1) (W + 2) + (x + 1)
+    return key.rows.index_select(0, index).sub_(target_rows).square_().mean(dim=1)
+
+
+def _subpixel(target_rows: torch.Tensor, key: _KeyTable, best: torch.Tensor, best_cost: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Matches refined below a pixel: a parabola through the costs one pixel either side, per axis.
 
     Costs are taken at whole pixels, so a match found by the search is anywhere within
     half a pixel of where it lands; fine lines carried from there would shimmer."""
     centre = best.round()
-    c0 = _cost(target_rows, key_rows, centre, H, W)
+    c0 = _cost(target_rows, key, centre)
     refined = centre.clone()
     for axis in (0, 1):
         step = torch.zeros_like(centre)
         step[axis] = 1.0
-        lo = _cost(target_rows, key_rows, centre - step, H, W)
-        hi = _cost(target_rows, key_rows, centre + step, H, W)
+        lo = _cost(target_rows, key, centre - step)
+        hi = _cost(target_rows, key, centre + step)
         curve = lo - 2.0 * c0 + hi
         ok = torch.isfinite(lo) & torch.isfinite(hi) & (curve > 1e-12)
         shift = torch.where(ok, (lo - hi) / (2.0 * curve.clamp_min(1e-12)), torch.zeros_like(c0)).clamp(-0.5, 0.5)
@@ -174,12 +199,12 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
         if flat.numel() == 0:
             continue
         ys, xs = flat // W, flat % W
-        rows = key_rows if key_rows is not None and B == 1 else patch_rows(key[b], p.radius)
+        table = _KeyTable.of(key_rows if key_rows is not None and B == 1 else patch_rows(key[b], p.radius), H, W)
         target_rows = _rows_at(target[b], flat, p.radius)
         grid = torch.stack([xs, ys]).to(flow.dtype)                         # (2, N)
         field = (flow[b].reshape(2, -1).clone())                             # offsets of every pixel, flat
         best = field[:, flat] + grid                                         # absolute matches (2, N)
-        best_cost = _cost(target_rows, rows, best, H, W)
+        best_cost = _cost(target_rows, table, best)
         start, start_cost = best.clone(), best_cost.clone()
         # Each neighbour (at every jump) as a flat index.
         neighbours = torch.stack([((ys + dy).clamp(0, H - 1) * W + (xs + dx).clamp(0, W - 1))
@@ -195,7 +220,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
             for neighbour in neighbours.index_select(1, act):
                 # The neighbour's offset, taken from this pixel: the match it would make here.
                 cand = field.index_select(1, neighbour).add_(a_grid)
-                cost = _cost(a_rows, rows, cand, H, W)
+                cost = _cost(a_rows, table, cand)
                 better = cost < a_cost
                 a_best = torch.where(better[None], cand, a_best)
                 a_cost = torch.where(better, cost, a_cost)
@@ -204,7 +229,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
             while r_search >= 1.0:
                 jitter = (torch.rand((2, act.numel()), generator=generator) * 2.0 - 1.0).to(field.device)
                 cand = a_best + r_search * jitter
-                cost = _cost(a_rows, rows, cand, H, W)
+                cost = _cost(a_rows, table, cand)
                 better = cost < a_cost
                 a_best = torch.where(better[None], cand, a_best)
                 a_cost = torch.where(better, cost, a_cost)
@@ -214,7 +239,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
             best_cost[act] = a_cost
         # Where the search found nothing closer than the flow's own match, the flow (sub-pixel
         # already) stays as it was.
-        refined, refined_cost = _subpixel(target_rows, rows, best, best_cost, H, W)
+        refined, refined_cost = _subpixel(target_rows, table, best, best_cost)
         moved = best_cost < start_cost
         best = torch.where(moved[None], refined, start)
         best_cost = torch.where(moved, refined_cost, start_cost)

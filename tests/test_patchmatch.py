@@ -64,6 +64,31 @@ def test_the_same_seed_gives_the_same_field_and_kept_rows_change_nothing() -> No
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_a_match_outside_the_key_never_wins_and_the_edge_pixels_count() -> None:
+    # The key is the target moved 6 px left, key(x) = target(x + 6): the true match of the
+    # target's first 6 columns lies outside the key. Starting from that (true) flow, those
+    # pixels must give it up for a match inside (cost finite); every pixel whose patch lies
+    # inside the key, up to its last column, keeps it (cost 0).
+    target, _ = _shifted_pair()
+    key = torch.cat([target[..., 6:], target[..., -1:].expand(-1, -1, -1, 6)], dim=-1)
+    flow = torch.zeros(1, 2, H, W)
+    flow[:, 0] = -6.0
+    select = torch.ones(1, 1, H, W, dtype=torch.bool)
+    repaired, cost = patchmatch_repair(target, key, flow, select, PatchMatchParams(median=1))
+    lands = torch.arange(W).view(1, 1, 1, W) + repaired[:, :1]
+    assert torch.isfinite(cost).all()
+    assert float(lands.min()) >= -0.5
+    assert float(cost[..., 7:].max()) == 0.0
+    assert torch.equal(repaired[..., 7:], flow[..., 7:])
+
+
+def test_key_rows_of_another_size_are_refused() -> None:
+    target, key = _shifted_pair()
+    with pytest.raises(ValueError, match="not patch_rows"):
+        patchmatch_repair(target, key, torch.zeros(1, 2, H, W), _interior(),
+                          key_rows=patch_rows(key[0, :, :-1], 1))
+
+
 @pytest.fixture(scope="module")
 def colour() -> Colour:
     return Colour()
