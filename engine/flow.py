@@ -10,8 +10,8 @@ Conventions used throughout this module:
 * masks are (B, 1, H, W) bool.
 
 The torch estimator is a classic coarse-to-fine variational method ("Classic+NL"-like,
-Brox et al. 2004 / Sun et al. 2010, without any learned part): per pyramid level a few
-warps; per warp the brightness- and gradient-constancy equations are linearised about
+Brox et al. 2004 / Sun et al. 2010, without any learned part): per pyramid level one or a
+few warps; per warp the brightness- and gradient-constancy equations are linearised about
 the current flow and solved by red-black SOR sweeps of a pointwise 2x2 system (4-neighbour
 smoothness stencil) with a Charbonnier (robust) data term re-weighted every few sweeps
 (lagged nonlinearity); an exact 3x3 median filter (min/max network) of the flow after
@@ -20,8 +20,8 @@ pixel first picks, among the upsampled flow and the flows 4, 8 and 16 px away on
 level, the one whose warp matches best over a 5x5 window (``_fuse``): coarse to fine alone,
 a small fast object (a ball crossing at 40 px a frame) spreads its motion over the
 ground around it on the coarse levels, and the finer levels cannot pull the ground back
-from 20 px off. Coarse levels are cheap and get more warps and sweeps than
-the finest one (see TORCH_FLOW_DEFAULTS); ``finest_level=1`` stops at half resolution
+from 20 px off. Coarse levels are cheap and get more warps than the finest one, which
+is linearised once (see TORCH_FLOW_DEFAULTS); ``finest_level=1`` stops at half resolution
 and upsamples the flow (about 3x faster, about twice the end-point error).
 flow_pair solves forward and backward flow as one batch of 2. Everything is elementwise,
 slices, small stencils and ``grid_sample``, so it runs the same on cpu, cuda and mps and
@@ -60,8 +60,13 @@ _AP1_LUMA = (0.2722287168, 0.6740817658, 0.0536895174)
 # Parameters of the torch estimator; also part of the cache key (engine.flow_cache).
 TORCH_FLOW_DEFAULTS: dict[str, float | int | None] = {
     "levels": None,        # None: as many as keep the coarsest side >= 16 px
-    "warps": 2,            # re-linearisations on the finest solved level
-    "iterations": 8,       # red-black SOR sweeps per warp on the finest solved level
+    # The finest level is linearised once and swept 20 times, the Charbonnier weights
+    # refreshed every 8 sweeps: on bench/flow.py at 960x540 that is the end-point error of
+    # two warps of 8 sweeps refreshed every 4 (0.108/0.089/0.124 px against 0.114/0.089/
+    # 0.123), in 0.8x the time; a warp's set-up (warp, derivatives, products, median) and a
+    # refresh each cost more there than a sweep does.
+    "warps": 1,            # re-linearisations on the finest solved level
+    "iterations": 20,      # red-black SOR sweeps per warp on the finest solved level
     "coarse_warps": 3,     # re-linearisations per coarser level (cheap: 1/4 the pixels each)
     # SOR sweeps per warp on the coarser levels. 12 instead of 20: the flow 1.15x faster at
     # 960x540, end-point error up 1 % (bench/flow.py), propagation unchanged (+-0.01 dB).
@@ -71,7 +76,7 @@ TORCH_FLOW_DEFAULTS: dict[str, float | int | None] = {
     "median": 3,           # median filter size applied to the flow after each warp (0: none)
     "charbonnier": 0.01,  # robust data-term scale (normalised intensity units)
     "finest_level": 0,     # finest pyramid level solved (1: half resolution, flow upsampled x2)
-    "reweight": 4,         # SOR sweeps between refreshes of the robust (Charbonnier) weights
+    "reweight": 8,         # SOR sweeps between refreshes of the robust (Charbonnier) weights
     "omega": 1.6,          # over-relaxation factor of the SOR sweeps
     "fusion_width": 160,   # levels at most this wide pick each pixel's start among its neighbours' flows
 }
@@ -555,10 +560,10 @@ def _estimate_defaults() -> dict:
 
 
 def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None,
-                  warps: int = 2, iterations: int = 8, smoothness: float = 0.004,
+                  warps: int = 1, iterations: int = 20, smoothness: float = 0.004,
                   gradient_weight: float = 1.0, median: int = 3, charbonnier: float = 0.01,
                   encoded: bool = False, finest_level: int = 0, coarse_iterations: int | None = 12,
-                  coarse_warps: int | None = 3, reweight: int = 4, omega: float = 1.6,
+                  coarse_warps: int | None = 3, reweight: int = 8, omega: float = 1.6,
                   fusion_width: int = 160) -> torch.Tensor:
     """Dense optical flow from frame a to frame b, coarse to fine, weights-free.
 
