@@ -302,6 +302,17 @@ def test_median3_network_matches_sort_median():
     assert torch.equal(median_filter(x, 3), ref.view(2, 2, 17, 23))
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 207_360])
+def test_robust_range_selection_equals_torch_quantile_bit_for_bit(n):
+    from engine.flow import _quantiles
+
+    torch.manual_seed(n)
+    x = torch.randn(2, n) * 5.0
+    x[:, : n // 3] = 0.25     # ties
+    for qs in ((0.005, 0.995), (0.0, 1.0), (0.5,)):
+        assert torch.equal(_quantiles(x, qs), torch.quantile(x, torch.tensor(qs), dim=1))
+
+
 @pytest.mark.parametrize("size", [(6, 8), (10, 4), (34, 46)])
 def test_sweeps_on_quarters_equal_the_checkerboard_sweeps_bit_for_bit(size):
     from engine.flow import _checkerboard, _sweep_checkerboard, _sweep_quarters
