@@ -161,13 +161,16 @@ def _base_grid(B: int, H: int, W: int, device: torch.device, dtype: torch.dtype)
 
 
 def _sample(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border",
-            mode: str = "bilinear", origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """image sampled at p + flow(p); ``flow`` covers the region of the image whose top-left
-    pixel is ``origin`` (x, y): the whole image when the sizes match."""
-    H, W = image.shape[-2:]
+            mode: str = "bilinear") -> torch.Tensor:
+    """image (B, C, H, W) sampled at p + flow(p), flow (B, 2, H, W): (B, C, H, W)."""
     coords = _base_grid(image.shape[0], flow.shape[-2], flow.shape[-1], flow.device, flow.dtype) + flow
-    if origin != (0, 0):
-        coords = coords + torch.tensor(origin, device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    return _sample_at(image, coords, padding_mode, mode)
+
+
+def _sample_at(image: torch.Tensor, coords: torch.Tensor, padding_mode: str = "border",
+               mode: str = "bilinear") -> torch.Tensor:
+    """image (B, C, H, W) sampled at pixel coordinates coords (B, 2, h, w) (x, y): (B, C, h, w)."""
+    H, W = image.shape[-2:]
     # align_corners=True: pixel centre i sits exactly at normalised -1 + 2 i / (size - 1).
     gx = 2.0 * coords[:, 0] / max(W - 1, 1) - 1.0
     gy = 2.0 * coords[:, 1] / max(H - 1, 1) - 1.0
@@ -203,7 +206,7 @@ def local_range(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def warp_sharp(image: torch.Tensor, flow: torch.Tensor,
                bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-               origin: tuple[int, int] | None = None) -> torch.Tensor:
+               points: torch.Tensor | None = None) -> torch.Tensor:
     """``warp`` with bicubic sampling, kept inside the 3x3 neighbourhood's range.
 
     Bilinear sampling is a low-pass filter (at half a pixel it halves the highest
@@ -214,24 +217,26 @@ def warp_sharp(image: torch.Tensor, flow: torch.Tensor,
     the four pixels around the sample): no new extremes, no dark halo
     pushed below black. ``bounds``: ``local_range(image)`` when the caller keeps it (a
     keyframe warped to many frames). Same shapes as ``warp``; use it on perceptually
-    encoded images. ``origin`` (x, y): the flow covers only the region of the output
-    frame whose top-left pixel that is (the result is that region).
+    encoded images. ``points``: (N,) flat indexes (y W + x) of the pixels wanted; the
+    result is then (B, C, N), the same values as the whole frame's at those pixels.
     """
-    h, w = flow.shape[-2:]
-    x0, y0 = origin if origin is not None else (0, 0)
-    fits = (flow.shape[-2:] == image.shape[-2:] if origin is None
-            else 0 <= x0 and 0 <= y0 and x0 + w <= image.shape[-1] and y0 + h <= image.shape[-2])
-    if flow.shape[0] != image.shape[0] or not fits or flow.shape[1] != 2:
-        raise ValueError(f"warp_sharp: image {tuple(image.shape)} and flow {tuple(flow.shape)} at {origin} "
-                         "do not match")
+    if flow.shape[0] != image.shape[0] or flow.shape[-2:] != image.shape[-2:] or flow.shape[1] != 2:
+        raise ValueError(f"warp_sharp: image {tuple(image.shape)} and flow {tuple(flow.shape)} do not match")
     lo, hi = bounds if bounds is not None else local_range(image)
-    sharp = _sample(image, flow, "border", mode="bicubic", origin=(x0, y0))
+    B, _, H, W = flow.shape
+    if points is None:
+        coords = _base_grid(B, H, W, flow.device, flow.dtype) + flow
+    else:
+        base = torch.stack([points % W, points // W]).to(flow.dtype)             # (2, N) x, y
+        coords = (base + flow.reshape(B, 2, -1)[:, :, points]).unsqueeze(2)    # (B, 2, 1, N)
+    sharp = _sample_at(image, coords, "border", mode="bicubic")
     # One pass for both bounds, at the pixel nearest to where the bicubic sample lands: its
     # 3x3 range holds the four pixels around the sample. Nearest is 3x cheaper than bilinear
     # on a CPU, and bench/propagation.py scores the same (+0.02 dB moving, 0 Sintel).
-    ranged = _sample(torch.cat([lo, hi], dim=1), flow, "border", mode="nearest", origin=(x0, y0))
+    ranged = _sample_at(torch.cat([lo, hi], dim=1), coords, "border", mode="nearest")
     c = image.shape[1]
-    return torch.minimum(torch.maximum(sharp, ranged[:, :c]), ranged[:, c:])
+    out = torch.minimum(torch.maximum(sharp, ranged[:, :c]), ranged[:, c:])
+    return out if points is None else out[:, :, 0]
 
 
 def _inside(flow: torch.Tensor, margin: float = 0.0) -> torch.Tensor:

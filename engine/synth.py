@@ -292,18 +292,21 @@ def _repair_direction(se: torch.Tensor, d: Direction, w: _Warped, select: torch.
         repaired, cost = patchmatch_repair(se, code[:, _SOURCE], w.flow, select, p.patch, key_rows=d.key_rows)
     match = torch.exp(-cost / p.tau ** 2)        # 0 where not searched (cost inf)
     visibility = torch.where(select, torch.maximum(w.visibility, match), w.visibility)
-    # The key source is warped again only over the selection's bounding box.
-    anywhere = select.reshape(-1, *select.shape[-2:]).any(dim=0)           # (H, W)
-    rows = torch.nonzero(anywhere.any(dim=1))
-    cols = torch.nonzero(anywhere.any(dim=0))
-    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+    # The key source is warped again at the selected pixels only (elsewhere the flow is
+    # unchanged); the confidence, a blur of the error, is remade over their bounding box.
+    B, C = w.sw.shape[:2]
+    anywhere = select.reshape(-1, H * W).any(dim=0)                        # (H * W,)
+    points = torch.nonzero(anywhere, as_tuple=True)[0]
     source, source_bounds = _half(code, bounds, _SOURCE)
-    found_sw = warp_sharp(source, repaired[box], source_bounds, origin=(x0, y0))
-    sw, confidence = w.sw.clone(), w.confidence.clone()
-    inside = select[box]
-    sw[box] = torch.where(inside, found_sw, sw[box])
-    confidence[box] = torch.where(inside, _confidence(found_sw, se[box], visibility[box], p), confidence[box])
+    found_sw = warp_sharp(source, repaired, source_bounds, points=points)   # (B, 3, N)
+    sw = w.sw.clone()
+    flat_sw = sw.view(B, C, -1)
+    flat_sw[:, :, points] = torch.where(select.reshape(B, 1, -1)[:, :, points], found_sw, flat_sw[:, :, points])
+    ys, xs = points // W, points % W
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    box = (slice(None), slice(None), slice(y0, y1), slice(x0, x1))
+    confidence = w.confidence.clone()
+    confidence[box] = torch.where(select[box], _confidence(sw[box], se[box], visibility[box], p), confidence[box])
     return _Warped(sw, confidence, repaired, visibility)
 
 

@@ -153,6 +153,18 @@ def test_warp_sharp_keeps_detail_without_ringing_past_the_neighbourhood():
                                           mode="bicubic", padding_mode="border", align_corners=True)
     assert float(raw.min()) < 0.1 - 1e-3                                  # bicubic alone rings below the ground
 
+
+def test_warp_sharp_at_points_gives_the_whole_frames_values_there():
+    from engine.flow import warp_sharp
+
+    torch.manual_seed(2)
+    img, flow = torch.rand(2, 3, 20, 30), torch.randn(2, 2, 20, 30) * 4.0
+    points = torch.tensor([0, 29, 31, 377, 599])
+    whole = warp_sharp(img, flow)
+    at = warp_sharp(img, flow, points=points)
+    assert at.shape == (2, 3, 5)
+    assert torch.equal(at, whole.reshape(2, 3, -1)[:, :, points])
+
 def test_occlusion_square_and_warp_reproduces_frame():
     a, b, (y0, x0, s, shift) = square_scene()
     pair = flow_pair(a, b, "torch")
