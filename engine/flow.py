@@ -718,7 +718,7 @@ def resolve_flow_method(method: str, device: torch.device | str) -> str:
     """The estimator a job's ``flow`` names on ``device``: "torch" or "dis".
 
     "auto" is the engine's torch estimator on a GPU and OpenCV's DIS on the CPU: on two CPU
-    cores DIS makes a 960x540 pair about 5x faster than the torch estimator, for a
+    cores DIS makes a 960x540 pair about 2.5-3x faster than the torch estimator, for a
     propagation within 0.3 dB of it on ``bench/propagation.py``, but it follows a moving
     shadow over still ground (a brightness change read as motion), so a local paint lands
     in the shadow; the jobs' default is therefore "torch" everywhere. A farm that mixes GPU

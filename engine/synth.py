@@ -44,8 +44,8 @@ How a frame f between keyframes k0 < f < k1 is made
    shows (rain, a second layer) makes the key source look like the frame, so less of that
    detail shows through; 0.999 gained another 0.3 dB but halved what structure 5 lets
    through in ``tests/test_propagate.py``. Searching every pixel (``patch_below`` = inf,
-   the job's ``"search": "full"``) costs more (1.6x the time on the benchmark's 960x540
-   real footage, 3x on its moving scene) and matches more look-alikes. Frames wider than
+   the job's ``"search": "full"``) costs more (1.3x the time on the benchmark's 960x540
+   real footage, 1.6x on its moving scene, flow included) and matches more look-alikes. Frames wider than
    ``PATCH_SIDE`` are searched at that width.
 
 There is no temporal guide (the previous *output* carried along the flow, as EbSynth
