@@ -227,6 +227,8 @@ def warp_sharp(image: torch.Tensor, flow: torch.Tensor,
     if points is None:
         coords = _base_grid(B, H, W, flow.device, flow.dtype) + flow
     else:
+        if points.numel() == 0:
+            return image.new_zeros(B, image.shape[1], 0)
         base = torch.stack([points % W, points // W]).to(flow.dtype)             # (2, N) x, y
         coords = (base + flow.reshape(B, 2, -1)[:, :, points]).unsqueeze(2)    # (B, 2, 1, N)
     sharp = _sample_at(image, coords, "border", mode="bicubic")

@@ -158,12 +158,15 @@ def test_warp_sharp_at_points_gives_the_whole_frames_values_there():
     from engine.flow import warp_sharp
 
     torch.manual_seed(2)
-    img, flow = torch.rand(2, 3, 20, 30), torch.randn(2, 2, 20, 30) * 4.0
-    points = torch.tensor([0, 29, 31, 377, 599])
-    whole = warp_sharp(img, flow)
-    at = warp_sharp(img, flow, points=points)
-    assert at.shape == (2, 3, 5)
-    assert torch.equal(at, whole.reshape(2, 3, -1)[:, :, points])
+    img, flow = torch.rand(2, 3, 60, 80), torch.randn(2, 2, 60, 80) * 4.0
+    whole = warp_sharp(img, flow).reshape(2, 3, -1)
+    # A few points, and 3001 of the 4800, in order.
+    for points in (torch.tensor([0, 79, 81, 2377, 4799]), torch.randperm(4800)[:3001].sort().values):
+        at = warp_sharp(img, flow, points=points)
+        assert at.shape == (2, 3, points.numel())
+        assert torch.equal(at, whole[:, :, points])
+    assert warp_sharp(img, flow, points=torch.tensor([], dtype=torch.long)).shape == (2, 3, 0)
+
 
 def test_occlusion_square_and_warp_reproduces_frame():
     a, b, (y0, x0, s, shift) = square_scene()
