@@ -469,7 +469,7 @@ def _fuse(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, radius: int = 2)
 
 def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps: int, iterations: int,
                  smoothness: float, gradient_weight: float, median: int, charbonnier: float,
-                 reweight: int = 4, omega: float = 1.6) -> torch.Tensor:
+                 reweight: int = 8, omega: float = 1.6) -> torch.Tensor:
     """Refine flow (B, 2, h, w) from a to b (both (B, 1, h, w), normalised) at one pyramid level.
 
     Per warp the constancy equations are linearised about the current flow and the
@@ -538,7 +538,7 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
 def _estimate_normalised(ia: torch.Tensor, ib: torch.Tensor, *, levels: int | None, warps: int,
                          iterations: int, smoothness: float, gradient_weight: float, median: int,
                          charbonnier: float, finest_level: int = 0, coarse_iterations: int | None = None,
-                         coarse_warps: int | None = None, reweight: int = 4, omega: float = 1.6,
+                         coarse_warps: int | None = None, reweight: int = 8, omega: float = 1.6,
                          fusion_width: int = 0) -> torch.Tensor:
     """estimate_flow on (B, 1, H, W) intensities already normalised to ~[0, 1]."""
     B, _, H, W = ia.shape

@@ -5,12 +5,13 @@ channels) and live for one torch op. glibc's malloc serves blocks that large wit
 fresh ``mmap`` and gives them back with ``munmap`` on free, and trims the top of its
 heap back to the system when a few MB lie free there; either way the next op's buffer
 arrives as untouched pages, and the kernel zero-fills every 4 KiB of it on first write.
-On a memory-bound CPU that page-faulting cost more than the arithmetic: measured with
-``bench/propagation.py``'s scenes on the 2-core CI machine, the torch flow ran
-2.5 -> 1.6 s per 1080p pair and 0.58 -> 0.42 s per 960x540 pair once malloc was told to
-keep what it had (``M_MMAP_THRESHOLD`` 1 GiB: big blocks come from the heap too;
-``M_TRIM_THRESHOLD`` at its maximum: the heap is not trimmed). The cost is that the
-process keeps its peak: peak resident memory of a 240-frame render rose 435 -> 447 MiB.
+On a memory-bound CPU that page-faulting cost more than the arithmetic: on the 2-core
+CI machine the torch flow of a Sintel pair took 0.485 -> 0.373 s at 960x540 (min of 4
+runs each) once malloc was told to keep what it had (``M_MMAP_THRESHOLD`` 1 GiB: big
+blocks come from the heap too; ``M_TRIM_THRESHOLD`` at its maximum: the heap is not
+trimmed), and a cold Sintel synthesis ran 0.53-0.68 -> 0.75-0.84 frames/s. The process
+keeps its peak, but the peak did not grow: ``bench/propagation.py``'s memory rows read
+433.8 / 437.2 MiB for 48 / 480 frames (435.5 / 441.0 before this and the flow changes).
 
 This is a property of a process, not of a library: only the engine's own processes
 (``retake`` on the command line, which is what the Nuke and Resolve panels launch) call

@@ -45,8 +45,8 @@ How a frame f between keyframes k0 < f < k1 is made
    detail shows through; 0.999 gained another 0.3 dB but halved what structure 5 lets
    through in ``tests/test_propagate.py``. Searching every pixel (``patch_below`` = inf,
    the job's ``"search": "full"``) costs more (1.3x the time on the benchmark's 960x540
-   real footage, 1.6x on its moving scene, flow included) and matches more look-alikes. Frames wider than
-   ``PATCH_SIDE`` are searched at that width.
+   real footage, 1.6x on its moving scene, flow included) and matches more look-alikes.
+   Frames wider than ``PATCH_SIDE`` are searched at that width.
 
 There is no temporal guide (the previous *output* carried along the flow, as EbSynth
 has): every frame is made from its keyframes and the source alone, so frames can be made

@@ -7,8 +7,14 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="engine.heap acts on glibc's malloc only")
+def _glibc_version() -> tuple[int, ...]:
+    name, version = platform.libc_ver()
+    return tuple(int(part) for part in version.split(".")) if name == "glibc" and version else ()
+
+
+# The probe reads the heap with mallinfo2, which glibc has since 2.33.
+pytestmark = pytest.mark.skipif(platform.system() != "Linux" or _glibc_version() < (2, 33),
+                                reason="engine.heap acts on glibc's malloc only; the probe needs glibc >= 2.33")
 
 # Run in a child: mallopt changes the whole process, and the test process must stay as it was.
 _PROBE = r"""
