@@ -347,27 +347,33 @@ def _neighbour_mean(w: torch.Tensor) -> torch.Tensor:
 # Levels with at least this many pixels sweep on the checkerboard's quarters
 # (``_sweep_quarters``): 1.6x faster per sweep at 960x544, no faster at a quarter of that.
 _QUARTER_PIXELS = 1 << 18
-_Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+# The pointwise 2x2 systems of a level: the new flow at a pixel is [[p, q], [q, s]] (its
+# neighbours' mean + (nb1, nb2)). Held as (diag, q, rhs): diag (N, 2, h, w) = (p, s),
+# q (N, 1, h, w), rhs (N, 2, h, w) = (nb1, nb2), so that a sweep updates both components of
+# the flow in one tensor: the same arithmetic element by element as one component at a
+# time, in half the operations (15,452 -> 11,092 compute ops a 960x540 pair, the launches a
+# GPU waits on; on a CPU the pair 0.319 -> 0.300 s).
+_Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def _sweep_checkerboard(wx: torch.Tensor, wy: torch.Tensor, coefficients: _Coefficients,
+def _update(r: torch.Tensor, diag: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """[[p, q], [q, s]] r at every pixel, r (N, 2, h, w): (p rx + q ry, s ry + q rx)."""
+    return torch.addcmul(diag * r, q, r.flip(1))
+
+
+def _sweep_checkerboard(w: torch.Tensor, coefficients: _Coefficients,
                         weights: tuple[torch.Tensor, torch.Tensor], sweeps: int) -> None:
-    """``sweeps`` red-black SOR sweeps of the pointwise 2x2 system, on wx, wy (N, 1, h, w) in place.
+    """``sweeps`` red-black SOR sweeps of the pointwise 2x2 systems on the flow w (N, 2, h, w), in place.
 
-    coefficients (p, q, s, nb1, nb2), each (N, 1, h, w): the new flow at a pixel is
-    [[p, q], [q, s]] (neighbour mean + (nb1, nb2)). weights: the red and the black
-    pixels' over-relaxation factor, 0 on the other colour.
+    coefficients: ``_Coefficients``; weights: the red and the black pixels' over-relaxation
+    factor, 0 on the other colour, (1, 1, h, w) each.
     """
-    p_, q_, s_, nb1, nb2 = coefficients
+    diag, q, rhs = coefficients
     for _ in range(sweeps):
         for mask in weights:
-            rx = _neighbour_mean(wx).add_(nb1)
-            ry = _neighbour_mean(wy).add_(nb2)
-            nx = torch.addcmul(p_ * rx, q_, ry)
-            ny = torch.addcmul(s_ * ry, q_, rx)
+            r = _neighbour_mean(w).add_(rhs)
             # Over-relaxed update of this colour only (the other is held).
-            wx.lerp_(nx, mask)
-            wy.lerp_(ny, mask)
+            w.lerp_(_update(r, diag, q), mask)
 
 
 def _quarters(x: torch.Tensor) -> list[torch.Tensor]:
@@ -402,29 +408,23 @@ def _quarter_neighbour_mean(q: list[torch.Tensor], py: int, px: int) -> torch.Te
     return out.mul_(0.25)
 
 
-def _sweep_quarters(wx: torch.Tensor, wy: torch.Tensor, coefficients: _Coefficients, omega: float,
-                    sweeps: int) -> None:
+def _sweep_quarters(w: torch.Tensor, coefficients: _Coefficients, omega: float, sweeps: int) -> None:
     """``_sweep_checkerboard`` with the same result, bit for bit, on levels of even size.
 
     The red pixels (x + y even) are quarters (0, 0) and (1, 1) of the grid, the black ones
     (0, 1) and (1, 0), and every neighbour of a red pixel is black: so each half-sweep
     updates its two quarters only, instead of computing the whole grid and keeping half.
     """
-    X, Y = _quarters(wx), _quarters(wy)
-    P, Q, S, B1, B2 = (_quarters(c) for c in coefficients)
+    W = _quarters(w)
+    D, Q, R = (_quarters(c) for c in coefficients)
     for _ in range(sweeps):
         for colour in ((0, 3), (1, 2)):      # red, then black
             for k in colour:
                 py, px = divmod(k, 2)
-                rx = _quarter_neighbour_mean(X, py, px).add_(B1[k])
-                ry = _quarter_neighbour_mean(Y, py, px).add_(B2[k])
-                nx = torch.addcmul(P[k] * rx, Q[k], ry)
-                ny = torch.addcmul(S[k] * ry, Q[k], rx)
-                X[k].lerp_(nx, omega)
-                Y[k].lerp_(ny, omega)
+                r = _quarter_neighbour_mean(W, py, px).add_(R[k])
+                W[k].lerp_(_update(r, D[k], Q[k]), omega)
     for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        wx[..., i::2, j::2] = X[k]
-        wy[..., i::2, j::2] = Y[k]
+        w[..., i::2, j::2] = W[k]
 
 
 _FUSION_STEPS = (4, 8, 16)   # px on the level: how far away a neighbour's flow is tried
@@ -506,7 +506,8 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
         c0 = It - Ix * u0[:, 0:1] - Iy * u0[:, 1:2]
         Ixx, Ixy, Iyy = Ix * Ix, Ix * Iy, Iy * Iy
         Ixc, Iyc = Ix * c0, Iy * c0
-        wx, wy = flow[:, 0:1].clone(), flow[:, 1:2].clone()
+        w = flow.clone()
+        wx, wy = w[:, 0:1], w[:, 1:2]          # views: the sweeps update w in place
         done = 0
         while done < iterations:
             r = torch.addcmul(torch.addcmul(c0, Ix, wx), Iy, wy)
@@ -522,15 +523,14 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
             A22 = J22.add_(lam)
             inv = (A11 * A22).sub_(J12 * J12).reciprocal_().mul_(lam)
             # lam (J + lam I)^-1 = [[p, q], [q, s]];  w = [[p, q], [q, s]] (wbar - b / lam).
-            p_, q_, s_ = A22 * inv, J12.neg_().mul_(inv), A11 * inv
-            nb1, nb2 = b1.mul_(-1.0 / lam), b2.mul_(-1.0 / lam)
+            coefficients = (torch.cat([A22 * inv, A11 * inv], dim=1), J12.neg_().mul_(inv),
+                            torch.cat([b1, b2], dim=1).mul_(-1.0 / lam))
             sweeps = min(reweight, iterations - done)
             if quartered:
-                _sweep_quarters(wx, wy, (p_, q_, s_, nb1, nb2), omega, sweeps)
+                _sweep_quarters(w, coefficients, omega, sweeps)
             else:
-                _sweep_checkerboard(wx, wy, (p_, q_, s_, nb1, nb2), (red_w, black_w), sweeps)
+                _sweep_checkerboard(w, coefficients, (red_w, black_w), sweeps)
             done += sweeps
-        w = torch.cat([wx, wy], dim=1)
         flow = median_filter(w, median)
     return flow
 

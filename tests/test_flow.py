@@ -328,20 +328,42 @@ def test_robust_range_selection_equals_torch_quantile_bit_for_bit(n):
         assert torch.equal(_quantiles(x, qs), torch.quantile(x, torch.tensor(qs), dim=1))
 
 
+def _sweeps_per_component(wx, wy, p, q, s, nb1, nb2, weights, sweeps):
+    """The red-black SOR sweeps written out one flow component at a time (the reference)."""
+    from engine.flow import _neighbour_mean
+
+    for _ in range(sweeps):
+        for mask in weights:
+            rx = _neighbour_mean(wx).add_(nb1)
+            ry = _neighbour_mean(wy).add_(nb2)
+            nx = torch.addcmul(p * rx, q, ry)
+            ny = torch.addcmul(s * ry, q, rx)
+            wx.lerp_(nx, mask)
+            wy.lerp_(ny, mask)
+
+
 @pytest.mark.parametrize("size", [(6, 8), (10, 4), (34, 46)])
-def test_sweeps_on_quarters_equal_the_checkerboard_sweeps_bit_for_bit(size):
+def test_sweeps_on_both_components_and_on_quarters_equal_the_sweeps_per_component_bit_for_bit(size):
     from engine.flow import _checkerboard, _sweep_checkerboard, _sweep_quarters
 
     torch.manual_seed(5)
     h, w = size
     wx, wy = torch.randn(2, 1, h, w), torch.randn(2, 1, h, w)
-    coefficients = tuple(torch.rand(2, 1, h, w) for _ in range(5))
+    p, q, s, nb1, nb2 = (torch.rand(2, 1, h, w) for _ in range(5))
     red, black = _checkerboard(h, w, wx.device, wx.dtype)
+    weights = (1.6 * red, 1.6 * black)
     ref_x, ref_y = wx.clone(), wy.clone()
-    _sweep_checkerboard(ref_x, ref_y, coefficients, (1.6 * red, 1.6 * black), 3)
-    _sweep_quarters(wx, wy, coefficients, 1.6, 3)
-    assert torch.equal(wx, ref_x) and torch.equal(wy, ref_y)
-    assert not torch.equal(ref_x, torch.zeros_like(ref_x))
+    _sweeps_per_component(ref_x, ref_y, p, q, s, nb1, nb2, weights, 3)
+    coefficients = (torch.cat([p, s], dim=1), q, torch.cat([nb1, nb2], dim=1))
+    both = torch.cat([wx, wy], dim=1)
+    _sweep_checkerboard(both, coefficients, weights, 3)
+    quartered = torch.cat([wx, wy], dim=1)
+    _sweep_quarters(quartered, coefficients, 1.6, 3)
+    reference = torch.cat([ref_x, ref_y], dim=1)
+    assert torch.equal(both, reference)
+    assert torch.equal(quartered, reference)
+    assert not torch.equal(reference, torch.cat([wx, wy], dim=1))
+
 
 def test_flow_pair_batch_equals_separate_calls_and_defaults_match_cache_key():
     from engine.flow import TORCH_FLOW_DEFAULTS
