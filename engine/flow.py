@@ -335,24 +335,27 @@ def _checkerboard(h: int, w: int, device: torch.device, dtype: torch.dtype) -> t
     return red, 1.0 - red
 
 
-def _neighbour_mean(w: torch.Tensor) -> torch.Tensor:
-    """Mean of the 4 neighbours of every pixel of (N, C, h, w), replicate padding (slices, no conv)."""
+def _neighbour_sum(w: torch.Tensor) -> torch.Tensor:
+    """Sum of the 4 neighbours of every pixel of (N, C, h, w), replicate padding (slices, no conv)."""
     p = F.pad(w, (1, 1, 1, 1), mode="replicate")
     out = p[..., :-2, 1:-1] + p[..., 2:, 1:-1]
     out += p[..., 1:-1, :-2]
     out += p[..., 1:-1, 2:]
-    return out.mul_(0.25)
+    return out
 
 
 # Levels with at least this many pixels sweep on the checkerboard's quarters
 # (``_sweep_quarters``): 1.6x faster per sweep at 960x544, no faster at a quarter of that.
 _QUARTER_PIXELS = 1 << 18
 # The pointwise 2x2 systems of a level: the new flow at a pixel is [[p, q], [q, s]] (its
-# neighbours' mean + (nb1, nb2)). Held as (diag, q, rhs): diag (N, 2, h, w) = (p, s),
-# q (N, 1, h, w), rhs (N, 2, h, w) = (nb1, nb2), so that a sweep updates both components of
-# the flow in one tensor: the same arithmetic element by element as one component at a
-# time, in half the operations (15,452 -> 11,092 compute ops a 960x540 pair, the launches a
-# GPU waits on; on a CPU the pair 0.319 -> 0.300 s).
+# neighbours' mean + (nb1, nb2)), that is [[p, q], [q, s]] / 4 (their sum + 4 (nb1, nb2)).
+# Held as (diag, q, rhs) = ((p, s) / 4 (N, 2, h, w), q / 4 (N, 1, h, w), 4 (nb1, nb2)
+# (N, 2, h, w)): a sweep updates both components of the flow in one tensor, and never
+# divides the sum by 4 (scaling by a power of 2 is exact, so the result is the mean's bit
+# for bit). The same arithmetic element by element as one component at a time with the
+# mean, in about half the operations: 15,452 -> 10,026 compute ops a 960x540 pair (with
+# ``_fuse``'s constant gradients made once), the launches a GPU waits on; on a CPU the pair
+# takes 6 % less time (min of 5: 0.274 -> 0.258 s).
 _Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -371,7 +374,7 @@ def _sweep_checkerboard(w: torch.Tensor, coefficients: _Coefficients,
     diag, q, rhs = coefficients
     for _ in range(sweeps):
         for mask in weights:
-            r = _neighbour_mean(w).add_(rhs)
+            r = _neighbour_sum(w).add_(rhs)
             # Over-relaxed update of this colour only (the other is held).
             w.lerp_(_update(r, diag, q), mask)
 
@@ -381,8 +384,8 @@ def _quarters(x: torch.Tensor) -> list[torch.Tensor]:
     return [x[..., i::2, j::2].contiguous() for i in (0, 1) for j in (0, 1)]
 
 
-def _quarter_neighbour_mean(q: list[torch.Tensor], py: int, px: int) -> torch.Tensor:
-    """``_neighbour_mean`` of the full grid at the pixels of quarter (py, px), bit for bit.
+def _quarter_neighbour_sum(q: list[torch.Tensor], py: int, px: int) -> torch.Tensor:
+    """``_neighbour_sum`` of the full grid at the pixels of quarter (py, px), bit for bit.
 
     Its vertical neighbours are quarter (1 - py, px) and its horizontal ones (py, 1 - px),
     one of each pair in the same place and the other one cell over; at the frame's edge the
@@ -405,7 +408,7 @@ def _quarter_neighbour_mean(q: list[torch.Tensor], py: int, px: int) -> torch.Te
         out += horiz
         out[..., :, :-1] += horiz[..., :, 1:]
         out[..., :, -1:] += own[..., :, -1:]
-    return out.mul_(0.25)
+    return out
 
 
 def _sweep_quarters(w: torch.Tensor, coefficients: _Coefficients, omega: float, sweeps: int) -> None:
@@ -421,7 +424,7 @@ def _sweep_quarters(w: torch.Tensor, coefficients: _Coefficients, omega: float, 
         for colour in ((0, 3), (1, 2)):      # red, then black
             for k in colour:
                 py, px = divmod(k, 2)
-                r = _quarter_neighbour_mean(W, py, px).add_(R[k])
+                r = _quarter_neighbour_sum(W, py, px).add_(R[k])
                 W[k].lerp_(_update(r, D[k], Q[k]), omega)
     for k, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
         w[..., i::2, j::2] = W[k]
@@ -447,9 +450,10 @@ def _fuse(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, radius: int = 2)
     gradient difference of a and b warped by it, averaged over a (2 radius + 1)^2 window,
     with a penalty for landing outside b. Deterministic: no random candidates.
     """
+    gax, gay = _gradients(a)
+
     def cost(candidate: torch.Tensor) -> torch.Tensor:
         warped = warp(b, candidate)
-        gax, gay = _gradients(a)
         gbx, gby = _gradients(warped)
         c = (a - warped).abs() + (gax - gbx).abs() + (gay - gby).abs()
         c = c + 10.0 * (~_inside(candidate)).to(c.dtype)
@@ -523,8 +527,8 @@ def _solve_level(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, *, warps:
             A22 = J22.add_(lam)
             inv = (A11 * A22).sub_(J12 * J12).reciprocal_().mul_(lam)
             # lam (J + lam I)^-1 = [[p, q], [q, s]];  w = [[p, q], [q, s]] (wbar - b / lam).
-            coefficients = (torch.cat([A22 * inv, A11 * inv], dim=1), J12.neg_().mul_(inv),
-                            torch.cat([b1, b2], dim=1).mul_(-1.0 / lam))
+            coefficients = (torch.cat([A22 * inv, A11 * inv], dim=1).mul_(0.25), J12.neg_().mul_(inv).mul_(0.25),
+                            torch.cat([b1, b2], dim=1).mul_(-1.0 / lam).mul_(4.0))
             sweeps = min(reweight, iterations - done)
             if quartered:
                 _sweep_quarters(w, coefficients, omega, sweeps)

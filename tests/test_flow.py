@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 cv2 = pytest.importorskip("cv2")
 
@@ -329,8 +330,10 @@ def test_robust_range_selection_equals_torch_quantile_bit_for_bit(n):
 
 
 def _sweeps_per_component(wx, wy, p, q, s, nb1, nb2, weights, sweeps):
-    """The red-black SOR sweeps written out one flow component at a time (the reference)."""
-    from engine.flow import _neighbour_mean
+    """The red-black SOR sweeps written out one flow component at a time, with the neighbours' mean."""
+    def _neighbour_mean(x):
+        p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]).mul_(0.25)
 
     for _ in range(sweeps):
         for mask in weights:
@@ -354,7 +357,8 @@ def test_sweeps_on_both_components_and_on_quarters_equal_the_sweeps_per_componen
     weights = (1.6 * red, 1.6 * black)
     ref_x, ref_y = wx.clone(), wy.clone()
     _sweeps_per_component(ref_x, ref_y, p, q, s, nb1, nb2, weights, 3)
-    coefficients = (torch.cat([p, s], dim=1), q, torch.cat([nb1, nb2], dim=1))
+    # As _solve_level holds them: for the neighbours' sum, not their mean.
+    coefficients = (torch.cat([p, s], dim=1) * 0.25, q * 0.25, torch.cat([nb1, nb2], dim=1) * 4.0)
     both = torch.cat([wx, wy], dim=1)
     _sweep_checkerboard(both, coefficients, weights, 3)
     quartered = torch.cat([wx, wy], dim=1)
