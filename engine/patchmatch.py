@@ -190,7 +190,7 @@ def patchmatch_repair(target: torch.Tensor, key: torch.Tensor, flow: torch.Tenso
     then refined below a pixel (``_subpixel``).
     """
     B, C, H, W = target.shape
-    out = flow.clone()
+    out = flow.clone(memory_format=torch.contiguous_format)   # written through views below
     cost_map = torch.full((B, 1, H, W), float("inf"), device=target.device)
     repaired = torch.zeros_like(select)           # the pixels whose match the search moved
     generator = torch.Generator(device="cpu").manual_seed(int(seed))

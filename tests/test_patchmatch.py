@@ -64,6 +64,18 @@ def test_the_same_seed_gives_the_same_field_and_kept_rows_change_nothing() -> No
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def test_a_flow_laid_out_otherwise_in_memory_gives_the_same_field() -> None:
+    # A transposed view (as a caller may hand in) is not contiguous; the repair is written
+    # into the result through views, which must not land in a copy and be lost.
+    target, key = _shifted_pair()
+    flow = torch.randn(1, 2, W, H).transpose(-1, -2) * 3.0
+    assert not flow.is_contiguous()
+    a = patchmatch_repair(target, key, flow, _interior(), seed=3)
+    b = patchmatch_repair(target, key, flow.contiguous(), _interior(), seed=3)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], flow)
+
+
 def test_a_match_outside_the_key_never_wins_and_the_edge_pixels_count() -> None:
     # The key is the target moved 6 px left, key(x) = target(x + 6): the true match of the
     # target's first 6 columns lies outside the key. Starting from that (true) flow, those
