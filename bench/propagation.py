@@ -43,8 +43,9 @@ runs of each figure (cold runs each with a new, empty cache).
 ``--flow`` as in a job: ``torch`` (the default), ``dis``, or ``auto`` (torch on a GPU,
 DIS on the CPU).
 
-Memory: peak resident memory of ``retake run`` (a child process, the real pipeline)
-on a 320x180 plate of 48 vs 480 frames with a keyframe every 8 frames (--quick: 24 vs 240).
+Memory: peak resident memory of ``retake run`` (a child process, the real pipeline), and
+on cuda the device's peak allocation too, on a 320x180 plate of 48 vs 480 frames with a
+keyframe every 8 frames (--quick: 24 vs 240).
 """
 from __future__ import annotations
 
@@ -457,9 +458,10 @@ def _sync(device: torch.device) -> None:
 
 def memory(args: argparse.Namespace, device: torch.device, work: Path) -> None:
     counts = (24, 240) if args.quick else (48, 480)
-    print(f"\n## Memory: peak resident set of `retake run` (320x180 plate, a keyframe every {KEY_EVERY} frames, "
+    print(f"\n## Memory: peak host (resident set) and device memory of `retake run` (320x180 plate, "
+          f"a keyframe every {KEY_EVERY} frames, "
           f"flow {args.flow}, {describe_device(device)})")
-    print(f"{'frames':>7} {'keyframes':>10} {'peak RSS MiB':>13} {'seconds':>8}")
+    print(f"{'frames':>7} {'keyframes':>10} {'peak RSS MiB':>13} {'device peak MiB':>16} {'seconds':>8}")
     for count in counts:
         folder = work / f"mem-{count}"
         job_path = write_memory_job(folder, count, args.flow)
@@ -469,8 +471,9 @@ def memory(args: argparse.Namespace, device: torch.device, work: Path) -> None:
                                 capture_output=True, text=True)
         if result.returncode != 0:
             raise SystemExit(f"retake run failed on {job_path}:\n{result.stderr}")
-        rss = float(result.stdout.strip().splitlines()[-1])
-        print(f"{count:>7} {len(range(0, count, KEY_EVERY)):>10} {rss:>13.1f} {time.perf_counter() - t0:>8.1f}")
+        rss, device_peak = (float(v) for v in result.stdout.strip().splitlines()[-1].split())
+        print(f"{count:>7} {len(range(0, count, KEY_EVERY)):>10} {rss:>13.1f} {device_peak:>16.1f} "
+              f"{time.perf_counter() - t0:>8.1f}")
 
 
 def write_memory_job(folder: Path, count: int, flow: str) -> Path:
@@ -499,7 +502,9 @@ def child_run(job_path: str, device: str) -> None:
 
     os.environ.setdefault("RETAKE_CACHE", str(Path(job_path).parent / "cache"))
     run_job(load_job(job_path), RunOptions(device=device))
-    print(peak_rss_mib())
+    # The device's own peak where it keeps one (cuda); nan elsewhere (the CPU's is the RSS).
+    device_peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_initialized() else float("nan")
+    print(peak_rss_mib(), device_peak)
 
 
 def peak_rss_mib() -> float:
