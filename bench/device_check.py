@@ -18,8 +18,8 @@ there), and runs the same anywhere, CPU included:
   part (so the parts add up, and the total is a little slower than an unsplit run); and
   how many kernels a cold frame launches (``torch.profiler``), the figure a GPU that is
   bound by launches, not arithmetic, follows;
-* **graph** (cuda only): the flow pair's solve, eager against captured as one CUDA graph
-  and replayed (``torch.cuda.graph``), or what stopped the capture.
+* **graph** (cuda only): ``flow_pair`` eager against its solve replayed from a CUDA graph
+  (``engine.cuda_graphs``, ``RETAKE_CUDA_GRAPHS=1``), or what stopped the capture.
 
 Frames/s for the benchmark's table come from ``bench/propagation.py --device ...``; this
 says why they are what they are.
@@ -203,54 +203,47 @@ def _kernels_per_frame(seq: bench.Sequence, device: torch.device, work: Path, w:
 
 
 def graph(device: torch.device, sizes: list[tuple[int, int]], frames: int) -> None:
-    """What replaying the flow solve as one CUDA graph would give: eager against replayed time."""
-    print(f"\n## The flow pair's solve captured as one CUDA graph ({describe_device(device)}; ms a pair, "
-          f"best of 5; Sintel frames)")
+    """``flow_pair`` eager against its solve replayed from a CUDA graph (engine.cuda_graphs)."""
+    print(f"\n## flow_pair with its solve replayed from a CUDA graph ({describe_device(device)}; "
+          f"RETAKE_CUDA_GRAPHS=1; ms a pair, best of 5; Sintel frames)")
     if device.type != "cuda":
         print("cuda only: skipped")
         return
-    from engine.flow import _ESTIMATE_DEFAULTS, _estimate_normalised, _normalised_pair
-
     print(f"{'size':>10} {'eager':>8} {'replayed':>9} {'max |replayed - eager| px':>26}  capture")
-    for w, h in sizes:
-        seq = bench.speed_scenes(w, h, frames)[1]
-        mid = len(seq.frames) // 2
-        a, b = bench.to_tensor(seq.frames[mid - 1]).to(device), bench.to_tensor(seq.frames[mid]).to(device)
-        ia, ib = _normalised_pair(a, b)
-        x, y = torch.cat([ia, ib]), torch.cat([ib, ia])      # forward and backward, as flow_pair batches them
+    saved = os.environ.get("RETAKE_CUDA_GRAPHS")
+    try:
+        for w, h in sizes:
+            seq = bench.speed_scenes(w, h, frames)[1]
+            mid = len(seq.frames) // 2
+            a, b = bench.to_tensor(seq.frames[mid - 1]).to(device), bench.to_tensor(seq.frames[mid]).to(device)
 
-        def solve() -> torch.Tensor:
-            return _estimate_normalised(x, y, **_ESTIMATE_DEFAULTS)
+            def best_ms() -> float:
+                times = []
+                for _ in range(5):
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    flow_pair(a, b, "torch")
+                    _sync(device)
+                    times.append(time.perf_counter() - t0)
+                return min(times) * 1e3
 
-        def best_ms(run: Callable[[], object]) -> float:
-            times = []
-            for _ in range(5):
-                _sync(device)
-                t0 = time.perf_counter()
-                run()
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-            return min(times) * 1e3
-
-        eager_out = solve()
-        eager = best_ms(solve)
-        try:
-            # The documented pattern: warm up on a side stream, capture, replay on fixed inputs.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    solve()
-            torch.cuda.current_stream().wait_stream(side)
-            cuda_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(cuda_graph):
-                replayed_out = solve()
-            replayed = best_ms(cuda_graph.replay)
-            diff = float((replayed_out - eager_out).abs().max())
-            print(f"{w:>5}x{h:<4} {eager:>8.1f} {replayed:>9.1f} {diff:>26.6f}  ok")
-        except Exception as error:  # noqa: BLE001 - what stops a capture is the finding
-            print(f"{w:>5}x{h:<4} {eager:>8.1f} {'-':>9} {'-':>26}  failed: "
-                  f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
+            os.environ.pop("RETAKE_CUDA_GRAPHS", None)
+            eager_out = flow_pair(a, b, "torch").forward
+            eager = best_ms()
+            os.environ["RETAKE_CUDA_GRAPHS"] = "1"
+            try:
+                replayed_out = flow_pair(a, b, "torch").forward      # captures
+                replayed = best_ms()
+                diff = float((replayed_out - eager_out).abs().max())
+                print(f"{w:>5}x{h:<4} {eager:>8.1f} {replayed:>9.1f} {diff:>26.6f}  ok")
+            except Exception as error:  # noqa: BLE001 - what stops a capture is the finding
+                print(f"{w:>5}x{h:<4} {eager:>8.1f} {'-':>9} {'-':>26}  failed: "
+                      f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
+    finally:
+        if saved is None:
+            os.environ.pop("RETAKE_CUDA_GRAPHS", None)
+        else:
+            os.environ["RETAKE_CUDA_GRAPHS"] = saved
 
 
 def main() -> None:

@@ -9,8 +9,11 @@
 # engine's other imports (the versions this .venv holds, built for that machine's Python
 # 3.12) and copies the benchmark's pictures from ../shared/data; `run` installs the wheels
 # into /tmp/site, points ../shared at the copy and runs, on cuda:
-#   bench/device_check.py                      parity with the CPU, determinism, the split of a cold frame
-#   bench/propagation.py --only speed,memory   the benchmark's speed and memory tables
+#   bench/device_check.py                      parity with the CPU, determinism, the split of a cold
+#                                              frame, the flow solve replayed from a CUDA graph
+#   tests/test_cuda_graphs.py                  that replay against the eager solve
+#   bench/propagation.py --only speed,memory   the benchmark's speed and memory tables, then its
+#                                              speed again with RETAKE_CUDA_GRAPHS=1
 #   bench/flow.py --size 1920x1080             flow alone against OpenCV DIS
 # Each table goes to the screen and to $OUT (the device tool's folder that comes back).
 # About 60 MB travel (the tool takes 64 MiB a call). Order of the figures a run gives:
@@ -59,7 +62,10 @@ run() {
         "$@" 2>&1 | tee "$out/$log" || failed+=("$log")
     }
     step device_check.txt python3 bench/device_check.py --device "$device"
+    step cuda_graph_tests.txt python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda_graphs.py
     step propagation_speed.txt python3 bench/propagation.py --device "$device" --only speed,memory
+    step propagation_speed_graphs.txt env RETAKE_CUDA_GRAPHS=1 \
+        python3 bench/propagation.py --device "$device" --only speed
     step flow_1080.txt python3 bench/flow.py --device "$device" --size 1920x1080
     if [ ${#failed[@]} -gt 0 ]; then
         echo "device_kit: failed: ${failed[*]} (logs in $out)" >&2

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.cuda_graphs import GraphedFunction, cuda_graphs_enabled
 from engine.encoding import acescct_encode
 from engine.filters import gaussian_blur
 
@@ -628,6 +629,8 @@ def estimate_flow(a: torch.Tensor, b: torch.Tensor, *, levels: int | None = None
 
 _ESTIMATE_DEFAULTS = _estimate_defaults()
 assert _ESTIMATE_DEFAULTS == TORCH_FLOW_DEFAULTS, "TORCH_FLOW_DEFAULTS must match estimate_flow's defaults"
+# The solve of ``flow_pair`` replayed as a CUDA graph where that is asked for (engine.cuda_graphs).
+_GRAPHED_SOLVE = GraphedFunction(_estimate_normalised)
 
 
 # --------------------------------------------------------------------------- masks
@@ -755,8 +758,12 @@ def flow_pair(a: torch.Tensor, b: torch.Tensor, method: str = "torch", *, alpha:
             ia, ib = _normalised_pair(a, b)  # the joint range is symmetric in a and b
         # Forward and backward in one batch (B -> 2B): every op runs once, on bigger tensors.
         opts = {k: v for k, v in params.items() if k != "encoded"}
-        both = _estimate_normalised(torch.cat([ia, ib]), torch.cat([ib, ia]),
-                                    **{**_ESTIMATE_DEFAULTS, **opts})
+        kwargs = {**_ESTIMATE_DEFAULTS, **opts}
+        x, y = torch.cat([ia, ib]), torch.cat([ib, ia])
+        if cuda_graphs_enabled(x.device):
+            both = _GRAPHED_SOLVE(x, y, static=tuple(sorted(kwargs.items())))
+        else:
+            both = _estimate_normalised(x, y, **kwargs)
         n = a.shape[0]
         fwd, bwd = both[:n], both[n:]
     elif method == "dis":

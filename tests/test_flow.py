@@ -431,3 +431,58 @@ def test_a_small_fast_object_does_not_drag_the_ground_around_it(tmp_path):
     print("share of the frame > 5 px off the camera motion, without / with fusion:", off)
     assert off[0] > 0.12, "the plain coarse-to-fine flow no longer fails here: this test shows nothing"
     assert off[160] < 0.6 * off[0]
+
+
+# Ops that make the host wait on the device, or copy Python data to it: none may run inside
+# a CUDA graph's capture (engine.cuda_graphs), so none may run inside the flow solve.
+_WAITS_ON_THE_DEVICE = ("aten._local_scalar_dense", "aten.item", "aten.is_nonzero", "aten.nonzero",
+                        "aten.masked_select", "aten.unique", "aten._unique2", "aten.lift_fresh",
+                        "aten.lift_fresh_copy")
+
+
+def _dispatched_ops(run) -> list[tuple[str, dict]]:
+    """Every aten op ``run()`` dispatches, in order, with its keyword arguments."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[tuple[str, dict]] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append((str(func.overloadpacket), dict(kwargs or {})))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        run()
+    return seen
+
+
+def test_the_flow_solve_never_waits_on_the_device_so_a_cuda_graph_can_capture_it():
+    from engine.flow import _ESTIMATE_DEFAULTS, _estimate_normalised, _normalised_pair
+
+    a, b, _ = affine_pair(64, 96, [[1, 0], [0, 1]], (2.3, -1.1), seed=4)
+    ia, ib = _normalised_pair(a, b)
+    x, y = torch.cat([ia, ib]), torch.cat([ib, ia])
+    ops = _dispatched_ops(lambda: _estimate_normalised(x, y, **_ESTIMATE_DEFAULTS))
+    assert len(ops) > 1000                                    # the whole solve was seen
+    waits = sorted({name for name, _ in ops if name in _WAITS_ON_THE_DEVICE})
+    assert not waits, f"the flow solve waits on the device ({waits}): it can no longer be captured"
+    moves = sorted({name for name, kwargs in ops if kwargs.get("device") is not None and name == "aten._to_copy"})
+    assert not moves, "the flow solve copies between devices"
+    # The check itself sees what it looks for: a scalar read and a tensor made from Python data.
+    probe = [name for name, _ in _dispatched_ops(lambda: (float(x.sum()), torch.tensor([1.0]) + x))]
+    assert "aten._local_scalar_dense" in probe and "aten.lift_fresh" in probe
+
+
+def test_cuda_graphs_are_opt_in_and_for_cuda_only(monkeypatch):
+    from engine.cuda_graphs import GraphedFunction, cuda_graphs_enabled
+
+    monkeypatch.delenv("RETAKE_CUDA_GRAPHS", raising=False)
+    assert not cuda_graphs_enabled("cuda") and not cuda_graphs_enabled("cpu")
+    monkeypatch.setenv("RETAKE_CUDA_GRAPHS", "1")
+    assert cuda_graphs_enabled("cuda") and cuda_graphs_enabled(torch.device("cuda", 0))
+    assert not cuda_graphs_enabled("cpu") and not cuda_graphs_enabled("mps")
+    # Asked for on the CPU anyway (the environment set, a CPU job): the eager solve, the same flow.
+    a, b, _ = affine_pair(48, 64, [[1, 0], [0, 1]], (1.2, -0.7), seed=9)
+    assert torch.allclose(flow_pair(a, b).forward, estimate_flow(a, b), atol=1e-5)
+    with pytest.raises(ValueError, match="cuda tensors"):
+        GraphedFunction(lambda t: t * 2)(torch.ones(3))
