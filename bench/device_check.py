@@ -13,8 +13,9 @@ there), and runs the same anywhere, CPU included:
   bit the same".
 * **determinism**: the same plate propagated twice on the device is bit for bit the same
   (the engine's promise: deterministic for a seed on a given device).
-* **split**: where a cold frame's time goes on the device, per size: the flow pair, the
-  PatchMatch calls, the rest of the synthesis, with the device synchronised around each
+* **split**: where a cold frame's time goes on the device, per size: the flow pair (and in
+  it the flow cache's write, host work however fast the device), the frames' content
+  digests, the PatchMatch calls, the rest of the synthesis, with the device synchronised around each
   part (so the parts add up, and the total is a little slower than an unsplit run); and
   how many kernels a cold frame launches (``torch.profiler``), the figure a GPU that is
   bound by launches, not arithmetic, follows;
@@ -123,11 +124,14 @@ class _Timer:
 
 @contextmanager
 def _timed_engine(device: torch.device) -> Iterator[_Timer]:
-    """The propagate transform's flow and synthesis, and synthesis's PatchMatch, timed in place."""
+    """The propagate transform's flow (its cache write), digests and synthesis (its PatchMatch), timed in place."""
     timer = _Timer(device)
-    saved = [(propagate, "cached_flow_pair"), (propagate, "synthesise"), (synth, "patchmatch_repair")]
+    saved = [(propagate, "cached_flow_pair"), (propagate, "synthesise"), (synth, "patchmatch_repair"),
+             (FlowCache, "put"), (propagate, "frame_digest")]
     originals = [getattr(m, n) for m, n in saved]
     timer.wrap(propagate, "cached_flow_pair", "flow pair (with cache write)")
+    timer.wrap(FlowCache, "put", "cache write")
+    timer.wrap(propagate, "frame_digest", "digest")
     timer.wrap(synth, "patchmatch_repair", "PatchMatch")
     timer.wrap(propagate, "synthesise", "synthesis (PatchMatch included)")
     try:
@@ -140,7 +144,8 @@ def _timed_engine(device: torch.device) -> Iterator[_Timer]:
 def split(device: torch.device, sizes: list[tuple[int, int]], frames: int, work: Path) -> None:
     print(f"\n## Split of a cold frame on {describe_device(device)} (ms a frame; Sintel frames, keys at the "
           f"first and last frame; device synchronised around each part)")
-    print(f"{'size':>10} {'flow pair':>10} {'PatchMatch':>11} {'synthesis':>10} {'other':>8} {'total':>8} "
+    print(f"{'size':>10} {'flow pair':>10} {'of it, cache write':>19} {'digests':>8} {'PatchMatch':>11} "
+          f"{'synthesis':>10} {'other':>8} {'total':>8} "
           f"{'frames/s':>9} {'kernels: flow pair + synthesis':>31}")
     for w, h in sizes:
         seq = bench.speed_scenes(w, h, frames)[1]
@@ -159,8 +164,9 @@ def split(device: torch.device, sizes: list[tuple[int, int]], frames: int, work:
         pm_ms = s.get("PatchMatch", 0.0)
         synth_ms = s.get("synthesis (PatchMatch included)", 0.0)
         per_frame = total / inner * 1e3
-        print(f"{w:>5}x{h:<4} {flow_ms:>10.1f} {pm_ms:>11.1f} {synth_ms:>10.1f} "
-              f"{per_frame - flow_ms - synth_ms:>8.1f} {per_frame:>8.1f} {1e3 / per_frame:>9.2f} "
+        put_ms, digest_ms = s.get("cache write", 0.0), s.get("digest", 0.0)
+        print(f"{w:>5}x{h:<4} {flow_ms:>10.1f} {put_ms:>19.1f} {digest_ms:>8.1f} {pm_ms:>11.1f} {synth_ms:>10.1f} "
+              f"{per_frame - flow_ms - synth_ms - digest_ms:>8.1f} {per_frame:>8.1f} {1e3 / per_frame:>9.2f} "
               f"{_kernels_per_frame(seq, device, work, w):>31}")
 
 
