@@ -14,7 +14,8 @@ there), and runs the same anywhere, CPU included:
 * **determinism**: the same plate propagated twice on the device is bit for bit the same
   (the engine's promise: deterministic for a seed on a given device).
 * **split**: where a cold frame's time goes on the device, per size: the flow pair (and in
-  it the flow cache's write, host work however fast the device), the frames' content
+  it the flow cache's put: host work however fast the device, the share left on the
+  caller's thread now that the file is written beside it), the frames' content
   digests, the PatchMatch calls, the rest of the synthesis, with the device synchronised around each
   part (so the parts add up, and the total is a little slower than an unsplit run); and
   how many kernels a cold frame launches (``torch.profiler``), the figure a GPU that is
@@ -62,8 +63,11 @@ def _propagated(seq: bench.Sequence, device: torch.device, work: Path, name: str
     """The inner frames of ``seq`` propagated from its first and last frame's edit, cold cache."""
     n = len(seq.frames)
     truth = {0: bench.edit(seq.frames[0]), n - 1: bench.edit(seq.frames[-1])}
-    transform = bench.make_transform(work / name, seq, truth, device, "torch", FlowCache(work / f"cache-{name}"))
-    return [transform.apply(f, seq.frames[f]) for f in range(1, n - 1)]
+    transform = bench.make_transform(work / name, seq, truth, device, "torch",
+                                     FlowCache(work / f"cache-{name}", background=True))   # as `retake run`
+    out = [transform.apply(f, seq.frames[f]) for f in range(1, n - 1)]
+    transform.close()
+    return out
 
 
 def parity(device: torch.device, frames: int, work: Path) -> None:
@@ -130,7 +134,7 @@ def _timed_engine(device: torch.device) -> Iterator[_Timer]:
              (FlowCache, "put"), (propagate, "frame_digest")]
     originals = [getattr(m, n) for m, n in saved]
     timer.wrap(propagate, "cached_flow_pair", "flow pair (with cache write)")
-    timer.wrap(FlowCache, "put", "cache write")
+    timer.wrap(FlowCache, "put", "cache write")       # the caller's share: the rest is on the writer's thread
     timer.wrap(propagate, "frame_digest", "digest")
     timer.wrap(synth, "patchmatch_repair", "PatchMatch")
     timer.wrap(propagate, "synthesise", "synthesis (PatchMatch included)")
@@ -144,7 +148,7 @@ def _timed_engine(device: torch.device) -> Iterator[_Timer]:
 def split(device: torch.device, sizes: list[tuple[int, int]], frames: int, work: Path) -> None:
     print(f"\n## Split of a cold frame on {describe_device(device)} (ms a frame; Sintel frames, keys at the "
           f"first and last frame; device synchronised around each part)")
-    print(f"{'size':>10} {'flow pair':>10} {'of it, cache write':>19} {'digests':>8} {'PatchMatch':>11} "
+    print(f"{'size':>10} {'flow pair':>10} {'of it, cache put':>17} {'digests':>8} {'PatchMatch':>11} "
           f"{'synthesis':>10} {'other':>8} {'total':>8} "
           f"{'frames/s':>9} {'kernels: flow pair + synthesis':>31}")
     for w, h in sizes:
@@ -165,7 +169,7 @@ def split(device: torch.device, sizes: list[tuple[int, int]], frames: int, work:
         synth_ms = s.get("synthesis (PatchMatch included)", 0.0)
         per_frame = total / inner * 1e3
         put_ms, digest_ms = s.get("cache write", 0.0), s.get("digest", 0.0)
-        print(f"{w:>5}x{h:<4} {flow_ms:>10.1f} {put_ms:>19.1f} {digest_ms:>8.1f} {pm_ms:>11.1f} {synth_ms:>10.1f} "
+        print(f"{w:>5}x{h:<4} {flow_ms:>10.1f} {put_ms:>17.1f} {digest_ms:>8.1f} {pm_ms:>11.1f} {synth_ms:>10.1f} "
               f"{per_frame - flow_ms - synth_ms - digest_ms:>8.1f} {per_frame:>8.1f} {1e3 / per_frame:>9.2f} "
               f"{_kernels_per_frame(seq, device, work, w):>31}")
 

@@ -437,13 +437,16 @@ def speed(args: argparse.Namespace, device: torch.device, work: Path) -> None:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 for run, r in runs:
-                    cache = FlowCache(work / f"cache-speed-{w}-{seq.name}-{search}-{r}")
+                    # As `retake run` has it: the cache's files written beside the frames, all of
+                    # them on disk before the clock stops.
+                    cache = FlowCache(work / f"cache-speed-{w}-{seq.name}-{search}-{r}", background=True)
                     transform = make_transform(work / f"s-{w}-{seq.name}-{search}-{run}-{r}", seq, truth, device,
                                                args.flow, cache, search=search)
                     _sync(device)
                     t0 = time.perf_counter()
                     for f in inner_frames:
                         transform.apply(f, seq.frames[f])
+                    transform.close()
                     _sync(device)
                     rates[run] = max(rates[run], len(inner_frames) / (time.perf_counter() - t0))
                 peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")

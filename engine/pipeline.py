@@ -38,7 +38,8 @@ from engine.generate.keyframes import needs_generation
 from engine.lock_stage import LockStage, plate_has_people
 from engine.resize import resize, target_size
 from engine.timecode import offset_timecode
-from engine.transforms import KEYFRAME_DRIVEN, MAKES_ALPHA, NOT_THE_PLATE, STRUCTURE_KEEPING, TransformContext, build_transform, output_size
+from engine.transforms import KEYFRAME_DRIVEN, MAKES_ALPHA, NOT_THE_PLATE, STRUCTURE_KEEPING, FrameTransform, \
+    TransformContext, build_transform, output_size
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 HALF_MAX = 65504.0
@@ -260,6 +261,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         # The transformation works on frames of (out_w, out_h); a reframe writes its crop.
         write_w, write_h = output_size(job, out_w, out_h)
         writer = open_writer(spec, colour, fps=fps, width=write_w, height=write_h, has_alpha=has_alpha)
+        transform: FrameTransform | None = None
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
                             extra_inputs or [])
@@ -343,6 +345,11 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 progress.frame(frame, writer.frame_path(frame), skipped=False)
         finally:
             writer.close()
+            # A transform that works beside the frames (the propagate transform's flow cache
+            # writes) finishes that work here, cancelled or not.
+            close = getattr(transform, "close", None)
+            if callable(close):
+                close()
 
     if locks is not None:
         for message in locks.warnings():

@@ -273,6 +273,49 @@ def test_cache_gives_back_the_float16_flows_exactly_and_reads_the_earlier_layout
     assert earlier is not None and torch.equal(earlier.forward, back.forward)
     assert torch.equal(earlier.occlusion_backward, back.occlusion_backward)
 
+def test_a_background_cache_writes_the_same_entries_off_the_callers_thread(tmp_path, monkeypatch):
+    import threading
+
+    import engine.flow_cache as fc
+
+    a, b, _ = affine_pair(40, 56, [[1, 0], [0, 1]], (2.25, -1.0), seed=3)
+    pair = flow_pair(a, b)
+    FlowCache(tmp_path / "sync").put("cd" * 32, pair)
+    writers: list[str] = []
+    real = fc._write_entry
+
+    def recording(path, entry):
+        writers.append(threading.current_thread().name)
+        real(path, entry)
+
+    monkeypatch.setattr(fc, "_write_entry", recording)
+    cache = FlowCache(tmp_path / "background", background=True)
+    kept = pair.forward.clone()
+    cache.put("cd" * 32, pair)
+    pair.forward.add_(100.0)                       # the caller's pair changes after put: the entry does not
+    back = cache.get("cd" * 32)                    # waits for the write under way
+    for n in range(5):                             # never more than two writes wait
+        cache.put(f"{n:02d}" * 32, pair)
+        assert len(cache._pending) <= 2
+    cache.flush()
+    assert back is not None and torch.equal(back.forward, kept.half().float())
+    assert len(writers) == 6 and all(name.startswith("retake-flow-cache") for name in writers)
+    assert not cache._pending and len(list((tmp_path / "background").rglob("*.npz"))) == 6
+    with np.load(FlowCache(tmp_path / "sync").path("cd" * 32)) as one, np.load(cache.path("cd" * 32)) as two:
+        assert one.files == two.files and all(np.array_equal(one[k], two[k]) for k in one.files)
+
+
+def test_a_background_write_that_fails_is_a_warning_and_no_entry(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache's folder would go")
+    cache = FlowCache(blocked, background=True)
+    a, b, _ = affine_pair(32, 40, [[1, 0], [0, 1]], (1.0, 0.5), seed=2)
+    cache.put("cd" * 32, flow_pair(a, b))             # returns at once; the write fails on the worker
+    with pytest.warns(RuntimeWarning, match="could not write .*estimated again next time"):
+        cache.flush()
+    assert cache.get("cd" * 32) is None and blocked.read_text().startswith("a file")
+
+
 def test_cache_root_from_environment(monkeypatch, tmp_path):
     from engine.flow_cache import default_cache_root
 

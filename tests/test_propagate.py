@@ -267,7 +267,14 @@ def test_structure_slider_has_a_monotone_effect(tmp_path, colour, cache):
 
 
 def test_pipeline_end_to_end_writes_exrs(tmp_path, monkeypatch):
+    import time
+
+    import engine.flow_cache as fc
+
     monkeypatch.setenv("RETAKE_CACHE", str(tmp_path / "cache"))
+    real_write = fc._write_entry
+    # Slow cache writes: the run must still end with every entry written.
+    monkeypatch.setattr(fc, "_write_entry", lambda path, pair: time.sleep(0.3) or real_write(path, pair))
     pattern = write_plate(tmp_path / "plate", first=1001, count=4, width=64, height=48)
     from tests.plate_factory import plate_pixels
     from engine.io.header import AP0
@@ -290,6 +297,9 @@ def test_pipeline_end_to_end_writes_exrs(tmp_path, monkeypatch):
     # the keyframe comes back as itself (through half precision and the AP0 round trip)
     back = read_image(str(tmp_path / "out" / "r.1002.exr"))
     assert np.allclose(back[..., :3], key, rtol=2e-3, atol=2e-3)
+    # The flow cache is written in the background; the run ends once its files are all there.
+    entries = sorted((tmp_path / "cache" / "flow").rglob("*.npz"))
+    assert len(entries) == 3 and not list((tmp_path / "cache").rglob("*.tmp"))
 
 
 def test_wrong_size_keyframe_is_refused(tmp_path, colour, cache):

@@ -63,7 +63,8 @@ class PropagateTransform:
         # A chain state is a flow and a visibility, 12 bytes a pixel: at 4K 64 of them would be 6 GB.
         self.max_states = max(8, min(MAX_STATES, CHAIN_BUDGET // (w * h * 12)))
         self.flow_method = resolve_flow_method(flow_method, self.device)
-        self.cache = cache if cache is not None else FlowCache()
+        # The flow cache's files are written beside the synthesis, not in its way (engine.flow_cache).
+        self.cache = cache if cache is not None else FlowCache(background=True)
         self.keys = list(job.keyframes)  # sorted by frame (the parser sorts them)
         self.key_frames = [k.frame for k in self.keys]
         self.first, self.last = context.frames
@@ -249,6 +250,10 @@ class PropagateTransform:
             self._mattes[key.frame] = (torch.zeros(1, 1, h, w, device=self.device) if alpha is None
                                        else torch.from_numpy(alpha).to(self.device)[None, None])
         return self._mattes[key.frame]
+
+    def close(self) -> None:
+        """Waits for the flow cache's writes still under way (the pipeline calls it when a run ends)."""
+        self.cache.flush()
 
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
         """(H, W, C) float32 ACEScg source frame -> its propagated version, same shape; alpha kept
