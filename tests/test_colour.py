@@ -117,6 +117,26 @@ def test_alpha_passes_through_untouched(colour: Colour) -> None:
     assert not np.shares_memory(out, pixels)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("space", ["ACES2065-1", "ACEScct", "sRGB Encoded Rec.709 (sRGB)"])
+def test_conversions_equal_ocios_own_apply_bit_for_bit(colour: Colour, space: str, channels: int) -> None:
+    # The engine hands OCIO a PackedImageDesc over the array (much faster than applyRGB);
+    # what comes out must be exactly what OCIO's applyRGB/applyRGBA make, on odd sizes,
+    # HDR and negative values, and on a strided input (an RGBA plate's RGB).
+    rng = np.random.default_rng(3)
+    wide = (rng.standard_normal((37, 53, 4)) * 8.0).astype(np.float32)
+    pixels = wide if channels == 4 else wide[..., :3]
+    cpu = colour.config.getProcessor(colour.working_space, space).getOptimizedCPUProcessor(
+        ocio.OPTIMIZATION_LOSSLESS)
+    expected = np.ascontiguousarray(pixels, dtype=np.float32).copy()
+    (cpu.applyRGBA if channels == 4 else cpu.applyRGB)(expected)
+    expected[..., 3:] = pixels[..., 3:]
+    out = colour.from_working(pixels, space)
+    assert out.shape == pixels.shape and out.flags.c_contiguous and not np.shares_memory(out, pixels)
+    np.testing.assert_array_equal(out, expected)
+    assert colour.from_working(pixels[:0], space).shape == (0, 53, channels)
+
+
 def test_bad_shape_rejected(colour: Colour) -> None:
     with pytest.raises(ValueError):
         colour.to_working(np.zeros((4, 4), np.float32), "ACEScg")
