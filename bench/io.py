@@ -6,7 +6,10 @@
    and read back (OpenImageIO, float) in frames per second at 1080p and 4K.
 2. Colour conversion of a 1080p frame, ms: the engine's (``Colour.from_working``, OCIO
    through a PackedImageDesc) against OCIO's own ``applyRGB`` on the same processor.
-3. Peak resident memory of a child process running the real pipeline
+3. The real pipeline (``run_job``, a keyframed grade: read -> colour -> grade -> colour ->
+   EXR write) on a 1080p PIZ plate, frames/s, with the frames written on the render thread
+   against written behind it on threads (``engine.io.write_behind``), in the same run.
+4. Peak resident memory of a child process running the real pipeline
    (``run_job`` with a keyframed grade) over N frames, for a short and a
    10x longer run: it must be flat (memory grows with the
    frame size, never with the clip length).
@@ -15,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 
 import numpy as np
 
@@ -32,6 +33,7 @@ import PyOpenColorIO as ocio  # noqa: E402
 from engine.colour import Colour  # noqa: E402
 from engine.io.aces_exr import write_exr  # noqa: E402
 from engine.io.header import AP0  # noqa: E402
+from peak_memory import peak_rss_mib  # noqa: E402
 
 
 def _read(path: str) -> np.ndarray:
@@ -81,8 +83,43 @@ def colour_ms(space: str, repeat: int) -> tuple[float, float]:
     return min(engine_s) * 1e3, min(apply_s) * 1e3
 
 
+def _grade_job(plate: str, out: str, last: int, compression: str) -> dict:
+    return {
+        "plate": {"path": plate, "colorspace": "ACES2065-1"},
+        "keyframes": [{"frame": 1, "grade": {}}, {"frame": last, "grade": {"slope": [1.2, 1.0, 0.8]}}],
+        "transform": {"name": "grade"},
+        "output": {"path": out, "compression": compression},
+    }
+
+
+def pipeline_fps(frames: int, threads: list[int | None], repeat: int) -> dict[int | None, float]:
+    """Frames/s of ``run_job`` over a 1080p PIZ plate for each write-thread count, best of ``repeat``."""
+    from engine.job import parse_job
+    from engine.pipeline import RunOptions, run_job
+
+    rates: dict[int | None, float] = {n: 0.0 for n in threads}
+    with tempfile.TemporaryDirectory() as folder:
+        rng = np.random.default_rng(3)
+        # Smooth pictures with grain, as plates are: PIZ shrinks them as it does real footage.
+        ramp = np.linspace(0.0, 1.0, 1920, dtype=np.float32)[None, :, None] * np.linspace(
+            0.2, 1.0, 1080, dtype=np.float32)[:, None, None]
+        for frame in range(1, frames + 1):
+            pixels = ramp * np.array([1.0, 0.8, 0.6], np.float32) * (0.5 + 0.5 * frame / frames)
+            pixels = pixels + rng.normal(0.0, 0.01, pixels.shape).astype(np.float32)
+            write_exr(os.path.join(folder, f"plate.{frame:04d}.exr"), pixels, chromaticities=AP0,
+                      aces_container=False, compression="piz")
+        plate = os.path.join(folder, "plate.####.exr")
+        for run in range(repeat):   # interleaved, so every count sees the same spells of the machine
+            for n in threads:
+                out = os.path.join(folder, f"out_{n}_{run}", "out.####.exr")
+                start = time.perf_counter()
+                run_job(parse_job(_grade_job(plate, out, frames, "piz")), RunOptions(write_threads=n))
+                rates[n] = max(rates[n], frames / (time.perf_counter() - start))
+    return rates
+
+
 def child_stream(frames: int, folder: str) -> None:
-    """Child process: run the real pipeline (a keyframed grade) over ``frames`` frames; print peak RSS (KiB)."""
+    """Child process: run the real pipeline (a keyframed grade) over ``frames`` frames; print peak RSS (MiB)."""
     from engine.job import parse_job
     from engine.pipeline import run_job
 
@@ -93,7 +130,7 @@ def child_stream(frames: int, folder: str) -> None:
         "output": {"path": os.path.join(folder, "out", "out.####.exr")},
     })
     run_job(job)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(peak_rss_mib())
 
 
 def peak_memory(frames: int) -> float:
@@ -106,7 +143,7 @@ def peak_memory(frames: int) -> float:
             os.symlink(source, os.path.join(folder, f"plate.{frame:04d}.exr"))
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(frames), folder],
                              capture_output=True, text=True, check=True)
-        return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+        return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -134,6 +171,19 @@ def main() -> None:
     for space in ("ACES2065-1", "ACEScct", "sRGB Encoded Rec.709 (sRGB)"):
         ours, theirs = colour_ms(space, 5)
         print(f"{space:<28} {ours:>7.1f} {theirs:>9.1f} {theirs / ours:>5.1f}x")
+
+    print()
+    from engine.io.write_behind import write_threads
+    default = write_threads("exr")
+    counts = [0, None, 2] if default != 2 else [0, None, 4]
+    count = 6 if args.quick else 24
+    print(f"the pipeline (read -> colour -> grade -> PIZ EXR write), 1080p, {count} frames, frames/s "
+          f"(best of {2 if args.quick else 3}); default write threads here: {default}")
+    rates = pipeline_fps(count, counts, 2 if args.quick else 3)
+    print(f"{'write threads':<24} {'fps':>6} {'ratio':>6}")
+    for n in counts:
+        label = "0 (on the render thread)" if n == 0 else (f"{default} (default)" if n is None else str(n))
+        print(f"{label:<24} {rates[n]:>6.2f} {rates[n] / rates[0]:>5.2f}x")
 
     short, long = (24, 240) if args.quick else (48, 480)
     print()

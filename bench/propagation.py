@@ -53,7 +53,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -81,6 +80,7 @@ from engine.job import parse_job  # noqa: E402
 from engine.filters import gaussian_blur  # noqa: E402
 from engine.transforms import TransformContext  # noqa: E402
 from engine.transforms.propagate import PropagateTransform  # noqa: E402
+from peak_memory import peak_rss_mib  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KEY_EVERY = 8
@@ -508,22 +508,6 @@ def child_run(job_path: str, device: str) -> None:
     # The device's own peak where it keeps one (cuda); nan elsewhere (the CPU's is the RSS).
     device_peak = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_initialized() else float("nan")
     print(peak_rss_mib(), device_peak)
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set since it started its program, MiB.
-
-    Linux keeps ``ru_maxrss`` across fork and exec, so a child started from this (large)
-    benchmark would report the parent's peak; ``VmHWM`` belongs to the program's own
-    address space."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main() -> None:

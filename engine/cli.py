@@ -30,6 +30,12 @@ def _parse_frames(text: str) -> tuple[int, int]:
     return first, int(match.group(2)) if match.group(2) is not None else first
 
 
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return int(text)
+
+
 class _Bar:
     """A one-line progress bar on stderr with frames/s and ETA."""
 
@@ -85,7 +91,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     progress = {"json": _json_progress, "bar": _Bar(sys.stderr), "none": None}[args.progress]
-    options = RunOptions(frames=args.frames, device=args.device, draft=args.draft, progress=progress, cancel=cancel)
+    options = RunOptions(frames=args.frames, device=args.device, draft=args.draft, progress=progress, cancel=cancel,
+                         write_threads=args.write_threads)
 
     def on_variant(name: str | None, index: int, total: int) -> None:
         if name is None:
@@ -182,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
                      help="bar on stderr, one JSON object per line on stdout (for hosts), or nothing")
     run.add_argument("--sanitize", action="store_true", help="replace NaN/Inf pixels instead of stopping")
+    run.add_argument("--write-threads", type=_non_negative, metavar="N",
+                     help="threads that write frames while the next are made (default: 1 per 4 CPUs, up to 4; "
+                          "a movie 1; 0: write on the render thread)")
     run.set_defaults(func=_cmd_run)
 
     validate = sub.add_parser("validate", help="check a job spec and report every problem")

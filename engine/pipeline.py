@@ -32,6 +32,7 @@ from engine.io.describe import compress_frames
 from engine.io.header import Chromaticities
 from engine.io.plates import Plate, open_plate
 from engine.io.writers import OutputSpec as WriterSpec
+from engine.io.write_behind import WriteBehind, write_threads
 from engine.io.writers import open_writer
 from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
 from engine.generate.keyframes import needs_generation
@@ -56,6 +57,9 @@ class RunOptions:
     host_config: str | None = None
     progress: ProgressCallback | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Threads that write the frames while the next are made (engine.io.write_behind);
+    # None: by the machine (1 a movie), 0: written on the render thread.
+    write_threads: int | None = None
 
 
 @dataclass
@@ -261,6 +265,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         # The transformation works on frames of (out_w, out_h); a reframe writes its crop.
         write_w, write_h = output_size(job, out_w, out_h)
         writer = open_writer(spec, colour, fps=fps, width=write_w, height=write_h, has_alpha=has_alpha)
+        behind = WriteBehind(writer, write_threads(spec.container, options.write_threads))
         transform: FrameTransform | None = None
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
@@ -320,8 +325,16 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 progress.emit({"event": "warning", "message": message})
             rendered: list[int] = []
             skipped: list[int] = []
+
+            def report(finished: list[tuple[int, bool]]) -> None:
+                """Frames whose files are on disk (or were already), in frame order."""
+                for done_frame, was_skipped in finished:
+                    (skipped if was_skipped else rendered).append(done_frame)
+                    progress.frame(done_frame, writer.frame_path(done_frame), skipped=was_skipped)
+
             for frame in frames:
                 if options.cancel.is_set():
+                    report(behind.done(wait_all=True))
                     raise CancelledError(f"cancelled after {len(rendered)} rendered frame(s); "
                                          "finished frames are kept and a re-run resumes")
                 source = sources.source_of(frame)
@@ -330,21 +343,21 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                     f"{digest}|{frame}|{_source_stamp(source_path or (info.path if info.kind == 'movie' else None))}"
                     .encode()).hexdigest()[:32]
                 if writer.is_complete(frame, key):
-                    skipped.append(frame)
-                    progress.frame(frame, writer.frame_path(frame), skipped=True)
-                    continue
-                pixels = transform.apply(frame, read_source(frame))
-                if locks is not None:
-                    pixels = locks.apply(frame, read_source(frame), pixels)
-                metadata = {"frame": str(frame), "job_hash": key, "source_file": source_path or info.path,
-                            "retake_version": __version__}
-                if info.timecode:
-                    metadata["timecode"] = offset_timecode(info.timecode, frame - info.first, fps)
-                writer.write(frame, pixels, metadata)
-                rendered.append(frame)
-                progress.frame(frame, writer.frame_path(frame), skipped=False)
+                    behind.skip(frame)
+                else:
+                    pixels = transform.apply(frame, read_source(frame))
+                    if locks is not None:
+                        pixels = locks.apply(frame, read_source(frame), pixels)
+                    metadata = {"frame": str(frame), "job_hash": key, "source_file": source_path or info.path,
+                                "retake_version": __version__}
+                    if info.timecode:
+                        metadata["timecode"] = offset_timecode(info.timecode, frame - info.first, fps)
+                    # Written on the writer's threads while the next frame is made.
+                    behind.write(frame, pixels, metadata)
+                report(behind.done())
+            report(behind.done(wait_all=True))
         finally:
-            writer.close()
+            behind.close()
             # A transform that works beside the frames (the propagate transform's flow cache
             # writes) finishes that work here, cancelled or not.
             close = getattr(transform, "close", None)

@@ -42,7 +42,10 @@ class TransformContext:
 
 class FrameTransform(Protocol):
     def apply(self, frame: int, image: np.ndarray) -> np.ndarray:
-        """(H, W, C) float32 scene-linear working space (ACEScg) -> the same shape and space."""
+        """(H, W, C) float32 scene-linear working space (ACEScg) -> the same shape and space.
+
+        The array returned is the caller's: the transform never changes it afterwards (it is
+        written on another thread while the next frame is made, ``engine.io.write_behind``)."""
         ...
 
 
