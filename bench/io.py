@@ -7,8 +7,9 @@
 2. Colour conversion of a 1080p frame, ms: the engine's (``Colour.from_working``, OCIO
    through a PackedImageDesc) against OCIO's own ``applyRGB`` on the same processor.
 3. The real pipeline (``run_job``, a keyframed grade: read -> colour -> grade -> colour ->
-   EXR write) on a 1080p PIZ plate, frames/s, with the frames written on the render thread
-   against written behind it on threads (``engine.io.write_behind``), in the same run.
+   EXR write) on a 1080p PIZ plate, frames/s: everything on the render thread against the
+   next frame read ahead (``engine.io.read_ahead``) and the frames written behind
+   (``engine.io.write_behind``), in the same run.
 4. Peak resident memory of a child process running the real pipeline
    (``run_job`` with a keyframed grade) over N frames, for a short and a
    10x longer run: it must be flat (memory grows with the
@@ -92,12 +93,12 @@ def _grade_job(plate: str, out: str, last: int, compression: str) -> dict:
     }
 
 
-def pipeline_fps(frames: int, threads: list[int | None], repeat: int) -> dict[int | None, float]:
-    """Frames/s of ``run_job`` over a 1080p PIZ plate for each write-thread count, best of ``repeat``."""
+def pipeline_fps(frames: int, configs: dict[str, dict], repeat: int) -> dict[str, float]:
+    """Frames/s of ``run_job`` over a 1080p PIZ plate for each ``RunOptions`` in ``configs``, best of ``repeat``."""
     from engine.job import parse_job
     from engine.pipeline import RunOptions, run_job
 
-    rates: dict[int | None, float] = {n: 0.0 for n in threads}
+    rates = {label: 0.0 for label in configs}
     with tempfile.TemporaryDirectory() as folder:
         rng = np.random.default_rng(3)
         # Smooth pictures with grain, as plates are: PIZ shrinks them as it does real footage.
@@ -109,12 +110,12 @@ def pipeline_fps(frames: int, threads: list[int | None], repeat: int) -> dict[in
             write_exr(os.path.join(folder, f"plate.{frame:04d}.exr"), pixels, chromaticities=AP0,
                       aces_container=False, compression="piz")
         plate = os.path.join(folder, "plate.####.exr")
-        for run in range(repeat):   # interleaved, so every count sees the same spells of the machine
-            for n in threads:
-                out = os.path.join(folder, f"out_{n}_{run}", "out.####.exr")
+        for run in range(repeat):   # interleaved, so every configuration sees the same spells of the machine
+            for i, (label, options) in enumerate(configs.items()):
+                out = os.path.join(folder, f"out_{i}_{run}", "out.####.exr")
                 start = time.perf_counter()
-                run_job(parse_job(_grade_job(plate, out, frames, "piz")), RunOptions(write_threads=n))
-                rates[n] = max(rates[n], frames / (time.perf_counter() - start))
+                run_job(parse_job(_grade_job(plate, out, frames, "piz")), RunOptions(**options))
+                rates[label] = max(rates[label], frames / (time.perf_counter() - start))
     return rates
 
 
@@ -175,15 +176,22 @@ def main() -> None:
     print()
     from engine.io.write_behind import write_threads
     default = write_threads("exr")
-    counts = [0, None, 2] if default != 2 else [0, None, 4]
     count = 6 if args.quick else 24
+    repeat = 2 if args.quick else 3
     print(f"the pipeline (read -> colour -> grade -> PIZ EXR write), 1080p, {count} frames, frames/s "
-          f"(best of {2 if args.quick else 3}); default write threads here: {default}")
-    rates = pipeline_fps(count, counts, 2 if args.quick else 3)
-    print(f"{'write threads':<24} {'fps':>6} {'ratio':>6}")
-    for n in counts:
-        label = "0 (on the render thread)" if n == 0 else (f"{default} (default)" if n is None else str(n))
-        print(f"{label:<24} {rates[n]:>6.2f} {rates[n] / rates[0]:>5.2f}x")
+          f"(best of {repeat}); write threads by default here: {default}")
+    configs = {
+        "all on the render thread": {"write_threads": 0, "read_ahead": False},
+        "read ahead": {"write_threads": 0},
+        f"write behind ({default})": {"read_ahead": False},
+        "both (the default)": {},
+        f"both, {2 * default} write threads": {"write_threads": 2 * default},
+    }
+    rates = pipeline_fps(count, configs, repeat)
+    baseline = rates["all on the render thread"]
+    print(f"{'':<28} {'fps':>6} {'ratio':>6}")
+    for label, rate in rates.items():
+        print(f"{label:<28} {rate:>6.2f} {rate / baseline:>5.2f}x")
 
     short, long = (24, 240) if args.quick else (48, 480)
     print()

@@ -15,7 +15,6 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +31,7 @@ from engine.io.describe import compress_frames
 from engine.io.header import Chromaticities
 from engine.io.plates import Plate, open_plate
 from engine.io.writers import OutputSpec as WriterSpec
+from engine.io.read_ahead import ReadAhead
 from engine.io.write_behind import WriteBehind, write_threads
 from engine.io.writers import open_writer
 from engine.job import LOCK_NAMES, Job, job_hash, parse_fps
@@ -60,6 +60,8 @@ class RunOptions:
     # Threads that write the frames while the next are made (engine.io.write_behind);
     # None: by the machine (1 a movie), 0: written on the render thread.
     write_threads: int | None = None
+    # Read the next source frame on a thread while this one renders (engine.io.read_ahead).
+    read_ahead: bool = True
 
 
 @dataclass
@@ -127,13 +129,11 @@ class _Progress:
 class _SourceFrames:
     """Reads source frames with the job's missing-frame and NaN/Inf policies applied."""
 
-    def __init__(self, plate: Plate, job: Job, warnings: list[str], progress: _Progress) -> None:
+    def __init__(self, plate: Plate, job: Job) -> None:
         self.plate = plate
         self.job = job
         self.missing = set(plate.info.missing)
         self.present = sorted(set(range(plate.info.first, plate.info.last + 1)) - self.missing)
-        self.warnings = warnings
-        self.progress = progress
 
     def source_of(self, frame: int) -> int | None:
         """The frame actually read for ``frame``: itself, a held neighbour, or None for black."""
@@ -144,8 +144,11 @@ class _SourceFrames:
         before = [f for f in self.present if f < frame]
         return before[-1] if before else self.present[0]
 
-    def read(self, frame: int) -> np.ndarray:
-        """(H, W, C) float32, the plate's own encoding, over its display window."""
+    def read(self, frame: int, notes: list[tuple[int, str]]) -> np.ndarray:
+        """(H, W, C) float32, the plate's own encoding, over its display window.
+
+        What the user should hear about (NaN/Inf replaced) is added to ``notes`` as (frame,
+        message): this may run on the read-ahead thread, and events are sent from the render's."""
         source = self.source_of(frame)
         info = self.plate.info
         if source is None:
@@ -162,9 +165,7 @@ class _SourceFrames:
                                  hint='fix the plate, or let Retake replace them (NaN -> 0, Inf -> ±65504) '
                                       'with plate.nonfinite "sanitize" or `retake run --sanitize`')
             pixels = np.nan_to_num(pixels, nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX)
-            message = f"frame {source}: replaced {nan} NaN and {inf} Inf pixel values"
-            self.warnings.append(message)
-            self.progress.emit({"event": "warning", "frame": source, "message": message})
+            notes.append((source, f"frame {source}: replaced {nan} NaN and {inf} Inf pixel values"))
         return pixels
 
 
@@ -267,6 +268,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
         writer = open_writer(spec, colour, fps=fps, width=write_w, height=write_h, has_alpha=has_alpha)
         behind = WriteBehind(writer, write_threads(spec.container, options.write_threads))
         transform: FrameTransform | None = None
+        reader: ReadAhead | None = None
         try:
             _protect_inputs(job, plate, {f: writer.frame_path(f) for f in frames}, job.output.path,
                             extra_inputs or [])
@@ -275,18 +277,24 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
             stamps = "|".join(_source_stamp(path) for path in job.input_paths())
             digest = hashlib.sha256(f"{job_hash(job)}|{stamps}".encode()).hexdigest()
             progress = _Progress(options.progress, len(frames))
-            sources = _SourceFrames(plate, job, warnings, progress)
-            recent: OrderedDict[int, np.ndarray] = OrderedDict()
+            sources = _SourceFrames(plate, job)
+
+            def read_working(frame: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+                notes: list[tuple[int, str]] = []
+                pixels = sources.read(frame, notes)
+                return resize(colour.to_working(pixels, source_space), out_w, out_h, device), notes
+
+            # The last few frames are kept (transforms look at neighbours), and the loop below
+            # has the next frame read while it renders this one (engine.io.read_ahead).
+            reader = ReadAhead(read_working, _RECENT_FRAMES, ahead=options.read_ahead)
 
             def read_source(frame: int) -> np.ndarray:
-                """Frame ``frame`` in the working space at the output size; the last few are kept."""
-                if frame in recent:
-                    recent.move_to_end(frame)
-                    return recent[frame]
-                pixels = resize(colour.to_working(sources.read(frame), source_space), out_w, out_h, device)
-                recent[frame] = pixels
-                if len(recent) > _RECENT_FRAMES:
-                    recent.popitem(last=False)
+                """Frame ``frame`` in the working space at the output size."""
+                pixels, notes = reader.get(frame)
+                for noted, message in notes:
+                    warnings.append(message)
+                    progress.emit({"event": "warning", "frame": noted, "message": message})
+                notes.clear()   # said once per read
                 return pixels
 
             if job.transform.name in KEYFRAME_DRIVEN and needs_generation(job):
@@ -332,7 +340,7 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                     (skipped if was_skipped else rendered).append(done_frame)
                     progress.frame(done_frame, writer.frame_path(done_frame), skipped=was_skipped)
 
-            for frame in frames:
+            for index, frame in enumerate(frames):
                 if options.cancel.is_set():
                     report(behind.done(wait_all=True))
                     raise CancelledError(f"cancelled after {len(rendered)} rendered frame(s); "
@@ -345,9 +353,12 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 if writer.is_complete(frame, key):
                     behind.skip(frame)
                 else:
-                    pixels = transform.apply(frame, read_source(frame))
+                    current = read_source(frame)
+                    if index + 1 < len(frames):
+                        reader.prefetch(frames[index + 1])
+                    pixels = transform.apply(frame, current)
                     if locks is not None:
-                        pixels = locks.apply(frame, read_source(frame), pixels)
+                        pixels = locks.apply(frame, current, pixels)
                     metadata = {"frame": str(frame), "job_hash": key, "source_file": source_path or info.path,
                                 "retake_version": __version__}
                     if info.timecode:
@@ -357,6 +368,8 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
                 report(behind.done())
             report(behind.done(wait_all=True))
         finally:
+            if reader is not None:
+                reader.close()
             behind.close()
             # A transform that works beside the frames (the propagate transform's flow cache
             # writes) finishes that work here, cancelled or not.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -153,9 +154,15 @@ def test_nan_and_inf_are_reported_per_frame_and_sanitised_only_on_request(tmp_pa
     with pytest.raises(InputError) as info:
         run(make_job(tmp_path, plate, keyframes=[{"frame": 1001, "grade": {}}]))
     assert info.value.frame == 1002 and "1 NaN and 1 Inf" in str(info.value) and "sanitize" in str(info.value)
+    events: list[tuple[dict, str]] = []
     result = run(make_job(tmp_path, plate, plate={"path": plate, "nonfinite": "sanitize"},
-                          keyframes=[{"frame": 1001, "grade": {}}]))
+                          keyframes=[{"frame": 1001, "grade": {}}]),
+                 progress=lambda event: events.append((event, threading.current_thread().name)))
     assert any("frame 1002" in w for w in result.warnings)
+    # Frame 1002 was read ahead on a worker thread; its warning still comes once, from the render's.
+    said = [event for event, _ in events if event["event"] == "warning" and event.get("frame") == 1002]
+    assert len(said) == 1 and "1 NaN and 1 Inf" in said[0]["message"]
+    assert {thread for _, thread in events} == {threading.current_thread().name}
     with open_plate(str(tmp_path / "out" / "result.####.exr")) as out:
         assert np.isfinite(out.read(1002)).all()
 
