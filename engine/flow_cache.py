@@ -12,14 +12,16 @@ in the same folder, then ``os.replace``), so a crash leaves either the old entry
 new one or none; a corrupt or unreadable entry is a miss and is removed, never a crash.
 
 With ``background=True`` (what the propagate transform uses) ``put`` hands the file's
-encoding and writing to one worker thread and returns. The float16 planes, the deflate
+encoding and writing to worker threads and returns. The float16 planes, the deflate
 and the fsync took the caller 0.03-0.04 s for a 960x540 pair of real flows on the 2-core
-CPU and 0.33 s for a 1080p pair of flows deflate cannot shrink: a GPU frame's whole
-budget at 24 frames/s is 0.04 s, and none of that work needs the device. The pair is
-copied to the host first, on the caller's thread; at most two writes wait; ``get`` waits
-for an entry still being written, ``flush`` for all of them (the transform's ``close``),
-and a process that ends with writes pending finishes them first (the worker thread is
-joined at exit).
+CPU, 0.085-0.105 s for a 1080p pair of real flows and 0.33 s for one deflate cannot
+shrink: a GPU frame's whole budget at 24 frames/s is 0.04 s, and none of that work needs
+the device. One thread would cap a GPU's cold frames at its pace, so there is one for
+every 4 CPUs (``engine.host_threads``, 1 to 4). The pair is rounded
+to float16 where it is (what the file keeps: half the copy) and copied to the host on the
+caller's thread; at most ``writers + 1`` writes wait; ``get`` waits for an entry still
+being written, ``flush`` for all of them (the transform's ``close``), and a process that
+ends with writes pending finishes them first (the worker threads are joined at exit).
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from engine.flow import TORCH_FLOW_DEFAULTS, FlowPair, flow_pair
+from engine.host_threads import background_threads
 
 __all__ = ["FLOW_CACHE_VERSION", "FlowCache", "default_cache_root", "frame_digest", "flow_key",
            "cached_flow_pair"]
@@ -89,20 +92,23 @@ def _read_half(z: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
     return np.stack([low, high], axis=1).view("<f2").reshape(shape).astype(np.float32)
 
 
-# Background writes queued before ``put`` waits for the oldest: bounds the host memory they
-# hold (a 1080p pair is 33 MB of float32 flows).
-_PENDING_WRITES = 2
 
 
 class FlowCache:
     """Flow pairs on disk under ``root`` (default: default_cache_root()).
 
-    background: write entries on a worker thread (see the module docstring); call
-    ``flush`` before relying on the files being there."""
+    background: write entries on worker threads (see the module docstring); call
+    ``flush`` before relying on the files being there. writers: how many (default
+    ``background_threads()``); ``writers + 1`` writes may wait, which bounds the host memory
+    they hold (a 1080p pair is 17 MB of float16 flows)."""
 
-    def __init__(self, root: str | os.PathLike | None = None, *, background: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, *, background: bool = False,
+                 writers: int | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_root()
         self.background = background
+        self.writers = background_threads() if writers is None else writers
+        if self.writers < 1:
+            raise ValueError(f"writers must be 1 or more, got {self.writers}")
         self._writer: ThreadPoolExecutor | None = None
         self._pending: OrderedDict[str, Future] = OrderedDict()
 
@@ -145,15 +151,18 @@ class FlowCache:
         if not self.background:
             _write_entry(p, pair)
             return p
-        # Copied to the host here, in the caller's order of device work; the worker only encodes and writes.
-        host = FlowPair(*(t.detach().to("cpu", copy=True) for t in
-                          (pair.forward, pair.backward, pair.occlusion_forward, pair.occlusion_backward)))
+        # Copied to the host here, in the caller's order of device work; the workers only encode
+        # and write. The flows as the float16 the file keeps (exactly: float16 -> float32 -> float16).
+        host = FlowPair(pair.forward.detach().to(torch.float16).to("cpu", copy=True),
+                        pair.backward.detach().to(torch.float16).to("cpu", copy=True),
+                        pair.occlusion_forward.detach().to("cpu", copy=True),
+                        pair.occlusion_backward.detach().to("cpu", copy=True))
         if key in self._pending:
             self._settle(key)
-        while len(self._pending) >= _PENDING_WRITES:
+        while len(self._pending) > self.writers:
             self._settle(next(iter(self._pending)))
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retake-flow-cache")
+            self._writer = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="retake-flow-cache")
         self._pending[key] = self._writer.submit(_write_entry, p, host)
         return p
 

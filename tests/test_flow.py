@@ -294,15 +294,49 @@ def test_a_background_cache_writes_the_same_entries_off_the_callers_thread(tmp_p
     cache.put("cd" * 32, pair)
     pair.forward.add_(100.0)                       # the caller's pair changes after put: the entry does not
     back = cache.get("cd" * 32)                    # waits for the write under way
-    for n in range(5):                             # never more than two writes wait
+    for n in range(5):                             # never more than writers + 1 writes wait
         cache.put(f"{n:02d}" * 32, pair)
-        assert len(cache._pending) <= 2
+        assert len(cache._pending) <= cache.writers + 1
     cache.flush()
     assert back is not None and torch.equal(back.forward, kept.half().float())
     assert len(writers) == 6 and all(name.startswith("retake-flow-cache") for name in writers)
     assert not cache._pending and len(list((tmp_path / "background").rglob("*.npz"))) == 6
     with np.load(FlowCache(tmp_path / "sync").path("cd" * 32)) as one, np.load(cache.path("cd" * 32)) as two:
         assert one.files == two.files and all(np.array_equal(one[k], two[k]) for k in one.files)
+
+
+def test_several_cache_writers_write_the_entries_a_single_one_writes(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import engine.flow_cache as fc
+
+    a, b, _ = affine_pair(40, 56, [[1, 0], [0, 1]], (1.5, 0.75), seed=4)
+    pair = flow_pair(a, b)
+    threads: set[str] = set()
+    real = fc._write_entry
+
+    def slow(path, entry):
+        threads.add(threading.current_thread().name)
+        time.sleep(0.05)
+        real(path, entry)
+
+    monkeypatch.setattr(fc, "_write_entry", slow)
+    several = FlowCache(tmp_path / "three", background=True, writers=3)
+    for n in range(6):
+        several.put(f"{n:02d}" * 32, pair)
+        assert len(several._pending) <= 4
+    several.flush()
+    assert len(threads) == 3 and all(name.startswith("retake-flow-cache") for name in threads)
+    single = FlowCache(tmp_path / "one", background=True, writers=1)
+    for n in range(6):
+        single.put(f"{n:02d}" * 32, pair)
+    single.flush()
+    for n in range(6):
+        with np.load(single.path(f"{n:02d}" * 32)) as one, np.load(several.path(f"{n:02d}" * 32)) as two:
+            assert one.files == two.files and all(np.array_equal(one[k], two[k]) for k in one.files)
+    with pytest.raises(ValueError):
+        FlowCache(tmp_path, writers=0)
 
 
 def test_a_background_write_that_fails_is_a_warning_and_no_entry(tmp_path):

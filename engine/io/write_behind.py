@@ -16,35 +16,24 @@ what they finish is a valid file (every writer writes atomically).
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
+from engine.host_threads import background_threads
 from engine.io.writers import FrameWriter
 
 __all__ = ["WriteBehind", "write_threads"]
 
-# More threads than this buy nothing: a frame's write is itself multi-threaded (OpenEXR's
-# pool compresses its chunks in parallel), and each thread holds a frame in memory.
-_MAX_THREADS = 4
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))   # what a farm's scheduler gave this process
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
 
 def write_threads(container: str, requested: int | None = None) -> int:
     """How many threads write a run's frames: ``requested`` (0: none, write on the render thread)
-    or by default one for every 4 CPUs this process may use, 1 to ``_MAX_THREADS``; a movie
-    never more than 1 (its frames must arrive in order)."""
+    or by default ``background_threads()``; a movie never more than 1 (its frames must arrive
+    in order)."""
     if requested is not None and requested < 0:
         raise ValueError(f"write threads must be 0 or more, got {requested}")
-    count = requested if requested is not None else max(1, min(_MAX_THREADS, _cpus() // 4))
+    count = requested if requested is not None else background_threads()
     return min(count, 1) if container in ("mov", "mp4") else count
 
 
