@@ -33,7 +33,7 @@ pack() {
     # What the engine imports that the GPU machine's image lacks, at the versions tested here.
     mapfile -t wanted < <(.venv/bin/python - <<'EOF'
 from importlib.metadata import version
-for name in ("fileseq", "OpenEXR", "OpenImageIO", "av", "opencolorio"):
+for name in ("fileseq", "OpenEXR", "OpenImageIO", "av", "opencolorio", "xxhash"):
     print(f"{name}=={version(name)}")
 EOF
 )

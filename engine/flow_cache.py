@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xxhash
 
 from engine.flow import TORCH_FLOW_DEFAULTS, FlowPair, flow_pair
 from engine.host_threads import background_threads
@@ -56,13 +57,22 @@ def default_cache_root() -> Path:
     return Path.home() / ".cache" / "retake" / "flow"
 
 
-def frame_digest(image: torch.Tensor) -> str:
-    """sha256 hex of a frame's pixels as used: (B, C, H, W) tensor -> float32 C-order bytes plus shape."""
-    arr = np.ascontiguousarray(image.detach().to("cpu", torch.float32).numpy())
-    h = hashlib.sha256()
-    h.update(repr(arr.shape).encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
+def frame_digest(image: torch.Tensor | np.ndarray, extra: str = "") -> str:
+    """Content hash of a frame's pixels: float32 C-order bytes plus shape and ``extra`` (say, a
+    resize the flow's input went through), "xxh3:" + 32 hex digits.
+
+    image: a tensor (on any device: it is copied to the host) or a host array, any shape.
+    XXH3-128 rather than sha256: 1.1 ms a 1080p frame on the 2-core CPU against 14 (the
+    propagate transform hashes every frame once, on the render's thread). It is not a
+    cryptographic hash, and needs not be: the keys name one studio's own frames in its own
+    cache, and an accidental collision of 128-bit hashes does not happen."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().to("cpu", torch.float32).numpy()
+    arr = np.ascontiguousarray(image, dtype=np.float32)
+    h = xxhash.xxh3_128()
+    h.update(f"{arr.shape}|{extra}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return "xxh3:" + h.hexdigest()
 
 
 def flow_key(digest_a: str, digest_b: str, method: str, params: dict) -> str:

@@ -13,7 +13,7 @@ cv2 = pytest.importorskip("cv2")
 
 from engine.flow import (FlowPair, endpoint_error, estimate_flow, flow_pair, forward_backward,  # noqa: E402
                          motion_boundaries, opencv_dis_flow, perceptual, warp)
-from engine.flow_cache import FlowCache, cached_flow_pair  # noqa: E402
+from engine.flow_cache import FlowCache, cached_flow_pair, frame_digest  # noqa: E402
 
 SINTEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "sintel"
 
@@ -303,6 +303,20 @@ def test_a_background_cache_writes_the_same_entries_off_the_callers_thread(tmp_p
     assert not cache._pending and len(list((tmp_path / "background").rglob("*.npz"))) == 6
     with np.load(FlowCache(tmp_path / "sync").path("cd" * 32)) as one, np.load(cache.path("cd" * 32)) as two:
         assert one.files == two.files and all(np.array_equal(one[k], two[k]) for k in one.files)
+
+
+def test_a_frames_digest_changes_with_any_pixel_its_shape_and_its_resize():
+    rng = np.random.default_rng(5)
+    frame = rng.random((36, 48, 3), dtype=np.float32)
+    digest = frame_digest(frame)
+    assert digest.startswith("xxh3:") and len(digest) == 5 + 32 and frame_digest(frame.copy()) == digest
+    nudged = frame.copy()
+    nudged[35, 47, 2] = np.nextafter(nudged[35, 47, 2], np.float32(2.0))   # one ulp of one channel
+    assert frame_digest(nudged) != digest
+    assert frame_digest(frame.reshape(48, 36, 3)) != digest                    # same bytes, other shape
+    assert frame_digest(frame, extra="flow input (18, 24)") != digest
+    # A tensor is hashed as its float32 bytes, wherever it lives.
+    assert frame_digest(torch.from_numpy(frame)) == digest == frame_digest(frame.astype(np.float64))
 
 
 def test_several_cache_writers_write_the_entries_a_single_one_writes(tmp_path, monkeypatch):

@@ -94,9 +94,11 @@ class PropagateTransform:
     def _source(self, frame: int) -> torch.Tensor:
         return self._tensor(self.context.source(frame))
 
-    def _digest(self, frame: int, tensor: torch.Tensor) -> str:
+    def _digest(self, frame: int, size: tuple[int, int]) -> str:
+        """The content hash of source ``frame`` as the flow sees it (``size``: the (h, w) it is
+        estimated at), from the host's copy: no copy back from the device."""
         if frame not in self._digests:
-            self._digests[frame] = frame_digest(tensor)
+            self._digests[frame] = frame_digest(self.context.source(frame)[..., :3], extra=f"flow input {size}")
             if len(self._digests) > 4 * _PAIRS_KEPT:
                 self._digests.popitem(last=False)
         return self._digests[frame]
@@ -116,8 +118,9 @@ class PropagateTransform:
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             a = F.interpolate(a, size=size, mode="area")
             b = F.interpolate(b, size=size, mode="area")
+        size = (a.shape[-2], a.shape[-1])
         pair: FlowPair = cached_flow_pair(self.cache, a, b, self.flow_method,
-                                          digest_a=self._digest(frame, a), digest_b=self._digest(frame + 1, b))
+                                          digest_a=self._digest(frame, size), digest_b=self._digest(frame + 1, size))
         # The cache keeps float16: round fresh flows the same way so results never depend on
         # whether a pair was computed or read back (frame order, farm chunks, re-runs).
         fwd = pair.forward.to(self.device).half().float()
