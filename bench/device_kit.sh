@@ -12,8 +12,9 @@
 #   bench/device_check.py                      parity with the CPU, determinism, the split of a cold
 #                                              frame, the flow solve replayed from a CUDA graph
 #   tests/test_cuda_graphs.py                  that replay against the eager solve
-#   bench/propagation.py --only speed,memory   the benchmark's speed and memory tables, then its
-#                                              speed again with RETAKE_CUDA_GRAPHS=1
+#   bench/propagation.py --only speed,memory   the benchmark's speed and memory tables
+#   bench/propagation.py --only pipeline       `retake run` end to end: EXR in, EXR out, frames/s
+#   (then the speed table again with RETAKE_CUDA_GRAPHS=1)
 #   bench/flow.py --size 1920x1080             flow alone against OpenCV DIS
 # Each table goes to the screen and to $OUT (the device tool's folder that comes back).
 # About 60 MB travel (the tool takes 64 MiB a call). Order of the figures a run gives:
@@ -64,6 +65,7 @@ run() {
     step device_check.txt python3 bench/device_check.py --device "$device"
     step cuda_graph_tests.txt python3 -m pytest -q -rs -p no:cacheprovider tests/test_cuda_graphs.py
     step propagation_speed.txt python3 bench/propagation.py --device "$device" --only speed,memory
+    step pipeline.txt python3 bench/propagation.py --device "$device" --only pipeline
     step propagation_speed_graphs.txt env RETAKE_CUDA_GRAPHS=1 \
         python3 bench/propagation.py --device "$device" --only speed
     step flow_1080.txt python3 bench/flow.py --device "$device" --size 1920x1080

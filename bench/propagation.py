@@ -43,6 +43,13 @@ runs of each figure (cold runs each with a new, empty cache).
 ``--flow`` as in a job: ``torch`` (the default), ``dis``, or ``auto`` (torch on a GPU,
 DIS on the CPU).
 
+End to end (``--only pipeline``, not in the default set): frames/s of ``run_job`` itself,
+what ``retake run`` does (read a PIZ EXR plate, ACES2065-1 -> ACEScg, propagate, write
+ACES2065-1 PIZ EXR), on the 10 Sintel frames resized to 960x540 and 1920x1080 with the
+edit keyed at both ends; cold (empty flow cache) and warm; everything on the render thread
+against the next frame read ahead and the frames written behind (the default), in the
+same run. On a GPU this is the figure a user sees; the speed table is the engine's alone.
+
 Memory: peak resident memory of ``retake run`` (a child process, the real pipeline), and
 on cuda the device's peak allocation too, on a 320x180 plate of 48 vs 480 frames with a
 keyframe every 8 frames (--quick: 24 vs 240).
@@ -74,7 +81,7 @@ from engine.flow import flow_pair, resolve_flow_method, warp  # noqa: E402
 from engine.flow_cache import FlowCache  # noqa: E402
 from engine.heap import keep_freed_memory  # noqa: E402
 from engine.io.aces_exr import write_exr  # noqa: E402
-from engine.io.header import AP1  # noqa: E402
+from engine.io.header import AP0, AP1  # noqa: E402
 from engine.io.plates import open_plate  # noqa: E402
 from engine.job import parse_job  # noqa: E402
 from engine.filters import gaussian_blur  # noqa: E402
@@ -479,6 +486,52 @@ def memory(args: argparse.Namespace, device: torch.device, work: Path) -> None:
               f"{time.perf_counter() - t0:>8.1f}")
 
 
+def pipeline(args: argparse.Namespace, device: torch.device, work: Path) -> None:
+    from engine.job import parse_job
+    from engine.pipeline import RunOptions, run_job
+
+    repeat = max(1, args.repeat)
+    print(f"\n## End to end: `run_job` on a PIZ EXR plate, frames/s (10 Sintel frames keyed at both ends; "
+          f"flow {args.flow}; {describe_device(device)}{f'; the best of {repeat}' if repeat > 1 else ''})")
+    configs = {"on the render thread": {"write_threads": 0, "read_ahead": False},
+               "read ahead, write behind": {}}
+    sizes = [(960, 540)] if args.quick else [(960, 540), (1920, 1080)]
+    print(f"{'size':>10} {'host I/O':>26} {'cold':>7} {'warm':>7}")
+    for w, h in sizes:
+        folder = work / f"pipeline-{w}"
+        frames = speed_scenes(w, h, 2)[1].frames
+        (folder / "plate").mkdir(parents=True)
+        for t, frame in enumerate(frames):
+            write_exr(str(folder / "plate" / f"plate.{1001 + t:04d}.exr"),
+                      COLOUR.convert(np.ascontiguousarray(frame), "ACEScg", "ACES2065-1"),
+                      chromaticities=AP0, aces_container=False, compression="piz")
+        keys = []
+        for t in (0, len(frames) - 1):
+            key = folder / f"key.{1001 + t:04d}.exr"
+            write_exr(str(key), edit(frames[t]), chromaticities=AP1, aces_container=False)
+            keys.append({"frame": 1001 + t, "image": str(key), "colorspace": "ACEScg"})
+        rates = {(label, run): 0.0 for label in configs for run in ("cold", "warm")}
+        for r in range(repeat):   # interleaved: both see the same spells of the machine
+            for i, (label, options) in enumerate(configs.items()):
+                os.environ["RETAKE_CACHE"] = str(folder / f"cache-{i}-{r}")
+                for run in ("cold", "warm"):
+                    job = parse_job({"version": 1,
+                                     "plate": {"path": str(folder / "plate" / "plate.####.exr"),
+                                               "colorspace": "ACES2065-1"},
+                                     "keyframes": keys, "transform": {"name": "propagate", "flow": args.flow},
+                                     "output": {"path": str(folder / f"out-{i}-{r}-{run}" / "o.####.exr"),
+                                                "compression": "piz"}})
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    result = run_job(job, RunOptions(device=device.type, **options))
+                    _sync(device)
+                    rates[(label, run)] = max(rates[(label, run)],
+                                              len(result.rendered) / (time.perf_counter() - t0))
+        for label in configs:
+            print(f"{w:>5}x{h:<4} {label:>26} {rates[(label, 'cold')]:>7.2f} {rates[(label, 'warm')]:>7.2f}")
+    os.environ.pop("RETAKE_CACHE", None)
+
+
 def write_memory_job(folder: Path, count: int, flow: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     w, h = 320, 180
@@ -535,7 +588,7 @@ def main() -> None:
     print(f"# bench/propagation.py on {describe_device(device)}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, flow {args.flow}{', quick' if args.quick else ''}, "
           f"malloc {'keeps freed memory' if kept else 'as the C library has it'}")
-    sections = {"quality": quality, "controls": controls, "speed": speed, "memory": memory}
+    sections = {"quality": quality, "controls": controls, "speed": speed, "memory": memory, "pipeline": pipeline}
     with tempfile.TemporaryDirectory(prefix="retake-bench-") as tmp:
         for name in args.only.split(","):
             sections[name.strip()](args, device, Path(tmp))
