@@ -119,6 +119,29 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
     assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
+@pytest.mark.parametrize("compression", ["piz", "dwaa", "none"])
+def test_writes_use_a_thread_pool_and_the_bytes_do_not_depend_on_it(tmp_path: Path, compression: str) -> None:
+    # Many chunks (PIZ: 32 lines each), so the pool really splits the frame.
+    image = pixels(h=300, w=200)
+    before = OpenEXR.global_thread_count()
+    try:
+        OpenEXR.set_global_thread_count(0)
+        write_exr(str(tmp_path / "first.exr"), image, chromaticities=AP0, aces_container=False,
+                  compression=compression)
+        assert OpenEXR.global_thread_count() >= 1          # the binding had none: the engine made one
+        OpenEXR.set_global_thread_count(3)                  # set by a host: kept
+        write_exr(str(tmp_path / "three.exr"), image, chromaticities=AP0, aces_container=False,
+                  compression=compression)
+        assert OpenEXR.global_thread_count() == 3
+        OpenEXR.set_global_thread_count(1)
+        write_exr(str(tmp_path / "one.exr"), image, chromaticities=AP0, aces_container=False,
+                  compression=compression)
+    finally:
+        OpenEXR.set_global_thread_count(before)
+    first = (tmp_path / "first.exr").read_bytes()
+    assert first == (tmp_path / "three.exr").read_bytes() == (tmp_path / "one.exr").read_bytes()
+
+
 @pytest.mark.parametrize("compression", ["piz", "zip", "zips", "dwaa"])
 def test_compressed_is_not_a_container(tmp_path: Path, compression: str) -> None:
     path = tmp_path / "c.exr"

@@ -21,6 +21,7 @@ from fractions import Fraction
 import numpy as np
 import OpenEXR
 
+from engine.host_threads import available_cpus
 from engine.io.header import AP0, Chromaticities
 
 COMPRESSIONS: dict[str, OpenEXR.Compression] = {
@@ -154,7 +155,18 @@ def write_exr(
     key = "RGBA" if half.shape[-1] == 4 else "RGB"
     # OpenEXR's global thread pool compresses chunks in parallel; the bytes
     # do not depend on the thread count (chunks are independent).
+    _use_a_thread_pool()
     OpenEXR.File(header, {key: half}).write(path)
+
+
+def _use_a_thread_pool() -> None:
+    """Give OpenEXR's global pool a thread per CPU, unless someone set it already.
+
+    The Python binding starts with none (``global_thread_count() == 0``): every chunk was
+    compressed on the caller's thread. With the 2 CPUs here a 1080p PIZ write went from
+    110 to 84 ms and DWAA from 229 to 165 (uncompressed is the same: 40 against 38)."""
+    if OpenEXR.global_thread_count() == 0:
+        OpenEXR.set_global_thread_count(available_cpus())
 
 
 def read_exr_attributes(path: str) -> dict[str, object]:
