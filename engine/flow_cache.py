@@ -82,10 +82,10 @@ def flow_key(digest_a: str, digest_b: str, method: str, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _half_planes(name: str, flow: torch.Tensor) -> dict[str, np.ndarray]:
+def _half_planes(name: str, flow: np.ndarray) -> dict[str, np.ndarray]:
     """A flow as float16, its bytes split into a plane of low and one of high bytes (uint8)."""
     # float16 keeps ~1/1000 px precision for flows below 64 px, 1/32 px up to 2048.
-    half = np.ascontiguousarray(flow.detach().to("cpu", torch.float32).numpy().astype("<f2"))
+    half = np.ascontiguousarray(flow.astype("<f2"))
     pairs = half.view(np.uint8).reshape(-1, 2)
     return {f"{name}_low": np.ascontiguousarray(pairs[:, 0]), f"{name}_high": np.ascontiguousarray(pairs[:, 1]),
             f"{name}_shape": np.array(half.shape, dtype=np.int64)}
@@ -159,21 +159,20 @@ class FlowCache:
         """Store ``pair`` atomically; returns the entry's path (there once ``flush`` returns, in background mode)."""
         p = self.path(key)
         if not self.background:
-            _write_entry(p, pair)
+            _write_entry(p, *_host_arrays(pair, torch.float32))
             return p
-        # Copied to the host here, in the caller's order of device work; the workers only encode
-        # and write. The flows as the float16 the file keeps (exactly: float16 -> float32 -> float16).
-        host = FlowPair(pair.forward.detach().to(torch.float16).to("cpu", copy=True),
-                        pair.backward.detach().to(torch.float16).to("cpu", copy=True),
-                        pair.occlusion_forward.detach().to("cpu", copy=True),
-                        pair.occlusion_backward.detach().to("cpu", copy=True))
+        # Copied to the host here, in the caller's order of device work, as the float16 the file
+        # keeps (half the copy). The workers see numpy arrays only: a torch op on their thread
+        # would start a second OpenMP team beside the render's, spinning on the same cores (the
+        # 2-core CPU's cold frames went 1.7x slower that way).
+        host = _host_arrays(pair, torch.float16)
         if key in self._pending:
             self._settle(key)
         while len(self._pending) > self.writers:
             self._settle(next(iter(self._pending)))
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="retake-flow-cache")
-        self._pending[key] = self._writer.submit(_write_entry, p, host)
+        self._pending[key] = self._writer.submit(_write_entry, p, *host)
         return p
 
     def flush(self) -> None:
@@ -191,13 +190,23 @@ class FlowCache:
                           "estimated again next time", RuntimeWarning, stacklevel=3)
 
 
-def _write_entry(p: Path, pair: FlowPair) -> None:
-    """The entry file for ``pair`` at ``p``, written atomically (temporary file, fsync, rename)."""
+def _host_arrays(pair: FlowPair, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(forward, backward, occlusion forward, occlusion backward) as new host arrays, the flows
+    as ``dtype`` (float16 -> float32 -> float16 is exact, so either gives the same entry)."""
+    return (pair.forward.detach().to("cpu", dtype, copy=True).numpy(),
+            pair.backward.detach().to("cpu", dtype, copy=True).numpy(),
+            pair.occlusion_forward.detach().to("cpu", torch.bool, copy=True).numpy(),
+            pair.occlusion_backward.detach().to("cpu", torch.bool, copy=True).numpy())
+
+
+def _write_entry(p: Path, forward: np.ndarray, backward: np.ndarray, occlusion_forward: np.ndarray,
+                 occlusion_backward: np.ndarray) -> None:
+    """The entry file of a pair (``_host_arrays``) at ``p``, written atomically (temporary file,
+    fsync, rename). numpy only: it runs on the cache's writer threads."""
     p.parent.mkdir(parents=True, exist_ok=True)
-    of = pair.occlusion_forward.detach().to("cpu").numpy().astype(bool)
-    ob = pair.occlusion_backward.detach().to("cpu").numpy().astype(bool)
+    of, ob = occlusion_forward.astype(bool), occlusion_backward.astype(bool)
     arrays: dict[str, np.ndarray] = {}
-    for name, flow in (("forward", pair.forward), ("backward", pair.backward)):
+    for name, flow in (("forward", forward), ("backward", backward)):
         arrays.update(_half_planes(name, flow))
     arrays.update({
         "occlusion_forward": np.packbits(of.ravel()),

@@ -169,6 +169,16 @@ class _SourceFrames:
         return pixels
 
 
+@dataclass
+class _Read:
+    """A source frame as the reader made it: (H, W, C) float32 ACEScg, at the plate's size until
+    ``resized``; ``notes``: (frame, message) warnings not yet sent."""
+
+    pixels: np.ndarray
+    notes: list[tuple[int, str]]
+    resized: bool = False
+
+
 def _check_keyframes(job: Job, first: int, last: int) -> None:
     for i, key in enumerate(job.keyframes):
         if not first <= key.frame <= last:
@@ -279,10 +289,10 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
             progress = _Progress(options.progress, len(frames))
             sources = _SourceFrames(plate, job)
 
-            def read_working(frame: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+            def read_working(frame: int) -> _Read:
                 notes: list[tuple[int, str]] = []
                 pixels = sources.read(frame, notes)
-                return resize(colour.to_working(pixels, source_space), out_w, out_h, device), notes
+                return _Read(colour.to_working(pixels, source_space), notes)
 
             # The last few frames are kept (transforms look at neighbours), and the loop below
             # has the next frame read while it renders this one (engine.io.read_ahead).
@@ -290,12 +300,17 @@ def run_job(job: Job, options: RunOptions | None = None, *, extra_inputs: list[s
 
             def read_source(frame: int) -> np.ndarray:
                 """Frame ``frame`` in the working space at the output size."""
-                pixels, notes = reader.get(frame)
-                for noted, message in notes:
+                read = reader.get(frame)
+                if not read.resized:
+                    # Here, not on the reader's thread: a torch op there would start a second
+                    # OpenMP team beside the render's, spinning on the same cores.
+                    read.pixels = resize(read.pixels, out_w, out_h, device)
+                    read.resized = True
+                for noted, message in read.notes:
                     warnings.append(message)
                     progress.emit({"event": "warning", "frame": noted, "message": message})
-                notes.clear()   # said once per read
-                return pixels
+                read.notes.clear()   # said once per read
+                return read.pixels
 
             if job.transform.name in KEYFRAME_DRIVEN and needs_generation(job):
                 # Keyframes with a prompt and no image are made first, beside the output, by the

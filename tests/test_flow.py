@@ -284,9 +284,9 @@ def test_a_background_cache_writes_the_same_entries_off_the_callers_thread(tmp_p
     writers: list[str] = []
     real = fc._write_entry
 
-    def recording(path, entry):
+    def recording(path, *arrays):
         writers.append(threading.current_thread().name)
-        real(path, entry)
+        real(path, *arrays)
 
     monkeypatch.setattr(fc, "_write_entry", recording)
     cache = FlowCache(tmp_path / "background", background=True)
@@ -330,10 +330,10 @@ def test_several_cache_writers_write_the_entries_a_single_one_writes(tmp_path, m
     threads: set[str] = set()
     real = fc._write_entry
 
-    def slow(path, entry):
+    def slow(path, *arrays):
         threads.add(threading.current_thread().name)
         time.sleep(0.05)
-        real(path, entry)
+        real(path, *arrays)
 
     monkeypatch.setattr(fc, "_write_entry", slow)
     several = FlowCache(tmp_path / "three", background=True, writers=3)

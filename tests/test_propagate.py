@@ -274,7 +274,7 @@ def test_pipeline_end_to_end_writes_exrs(tmp_path, monkeypatch):
     monkeypatch.setenv("RETAKE_CACHE", str(tmp_path / "cache"))
     real_write = fc._write_entry
     # Slow cache writes: the run must still end with every entry written.
-    monkeypatch.setattr(fc, "_write_entry", lambda path, pair: time.sleep(0.3) or real_write(path, pair))
+    monkeypatch.setattr(fc, "_write_entry", lambda path, *arrays: time.sleep(0.3) or real_write(path, *arrays))
     pattern = write_plate(tmp_path / "plate", first=1001, count=4, width=64, height=48)
     from tests.plate_factory import plate_pixels
     from engine.io.header import AP0
@@ -407,3 +407,46 @@ def test_the_default_flow_is_torch_and_auto_is_dis_on_the_cpu(tmp_path, colour, 
     assert PropagateTransform.from_job(job, context).flow_method == "torch"
     auto = parse_job(dict(spec, transform={"name": "propagate", "flow": "auto"}))
     assert PropagateTransform.from_job(auto, context).flow_method == "dis"
+
+
+def test_no_torch_op_runs_on_the_runs_helper_threads(tmp_path, monkeypatch):
+    # The reader, the frame writers and the flow cache's writers work beside the render. A
+    # torch kernel on one of them starts a second OpenMP team beside the render's, whose
+    # threads spin on the same cores: a cold 960x540 frame went 1.7x slower on 2 CPUs that
+    # way. Every thread the run starts records the torch ops dispatched on it; none may be.
+    import threading
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from engine.io.header import AP0
+
+    seen: list[tuple[str, str]] = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append((threading.current_thread().name, str(func)))
+            return func(*args, **(kwargs or {}))
+
+    run = threading.Thread.run
+
+    def recorded(thread: threading.Thread) -> None:
+        with Record():
+            run(thread)
+
+    monkeypatch.setattr(threading.Thread, "run", recorded)
+    monkeypatch.setenv("RETAKE_CACHE", str(tmp_path / "cache"))
+    pattern = write_plate(tmp_path / "plate", first=1001, count=5, width=96, height=64)
+    from tests.plate_factory import plate_pixels
+    key = plate_pixels(1001, 48, 32) * np.array([1.3, 1.0, 0.8], dtype=np.float32)
+    write_exr(str(tmp_path / "key.exr"), key, chromaticities=AP0, aces_container=True)
+    job = parse_job({
+        "plate": {"path": pattern, "colorspace": "ACES2065-1"},
+        # Half size: the reader's frames are resized too (with torch, so not on its thread).
+        "output": {"path": str(tmp_path / "out" / "r.####.exr"), "resolution": "48x32", "compression": "piz"},
+        "transform": {"name": "propagate"},
+        "keyframes": [{"frame": 1001, "image": str(tmp_path / "key.exr")}],
+    })
+    result = run_job(job, RunOptions(device="cpu", write_threads=2))
+    assert result.rendered == list(range(1001, 1006))
+    assert len(list((tmp_path / "cache" / "flow").rglob("*.npz"))) == 4     # the cache's writers did run
+    assert not seen, f"torch ops on helper threads: {sorted(set(seen))[:8]}"
