@@ -102,8 +102,6 @@ def _read_half(z: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
     return np.stack([low, high], axis=1).view("<f2").reshape(shape).astype(np.float32)
 
 
-
-
 class FlowCache:
     """Flow pairs on disk under ``root`` (default: default_cache_root()).
 
@@ -192,7 +190,8 @@ class FlowCache:
 
 def _host_arrays(pair: FlowPair, dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(forward, backward, occlusion forward, occlusion backward) as new host arrays, the flows
-    as ``dtype`` (float16 -> float32 -> float16 is exact, so either gives the same entry)."""
+    as ``dtype``. Either gives the same entry: torch's float16 (here) and numpy's (in
+    ``_half_planes``) both round to nearest even, and a float16 goes through numpy unchanged."""
     return (pair.forward.detach().to("cpu", dtype, copy=True).numpy(),
             pair.backward.detach().to("cpu", dtype, copy=True).numpy(),
             pair.occlusion_forward.detach().to("cpu", torch.bool, copy=True).numpy(),
