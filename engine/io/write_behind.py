@@ -74,8 +74,8 @@ class WriteBehind:
     def done(self, wait_all: bool = False) -> list[tuple[int, bool]]:
         """The frames finished since the last call, in the order given, as (frame, skipped).
 
-        wait_all: wait for every write queued so far. Raises the first failed write's error
-        (the frames before it are reported by the next call)."""
+        wait_all: wait for every write queued so far. A failed write's error is raised once the
+        frames before it have been returned: by this call when there are none, else by the next."""
         finished: list[tuple[int, bool]] = []
         while self._order:
             frame, skipped, future = self._order[0]
