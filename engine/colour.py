@@ -446,9 +446,9 @@ def _apply(cpu: ocio.CPUProcessor, pixels: np.ndarray) -> np.ndarray:
     if out.size == 0:
         return out
     # Through a PackedImageDesc on the array's own memory rather than applyRGB: the same
-    # values, and PyOpenColorIO 2.6's applyRGB took 66 ms a 1080p frame for a matrix (the
-    # plate's ACES2065-1 <-> ACEScg) where this takes 6.5, 99 against 47 for ACEScct
-    # (bench/io.py prints both). Every frame is converted on its way in and on its way out.
+    # values, and PyOpenColorIO 2.6's applyRGB took 34 ms a 1080p frame for a matrix (the
+    # plate's ACES2065-1 <-> ACEScg) where this takes 7.5, 63 against 23 for ACEScct
+    # (bench/io.py, best of 5). Every frame is converted on its way in and on its way out.
     cpu.apply(ocio.PackedImageDesc(out, width, height, channels))
     if channels == 4:
         # Alpha is coverage, not colour: guarantee it is bit-identical.
